@@ -1,0 +1,5 @@
+"""``python -m classifier COMMAND``: see ``--help``."""
+
+from classifier.cli import main
+
+raise SystemExit(main())

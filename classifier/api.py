@@ -1,0 +1,178 @@
+"""The Python API: load a model once, classify images, get labelled and qualified probabilities.
+
+    from classifier import load_classifier
+    prediction = load_classifier().classify("lesion.jpg", top_k=3)
+    print(prediction.to_dict())
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from classifier.explain import cam_heatmap, energy, image_check_reasons, overlay, softmax
+from classifier.labels import DISCLAIMER
+from classifier.model_folder import ModelConfig, read_config
+from classifier.preprocessing import load_image, prepare
+from classifier.runtime import open_runtime
+from classifier.tta import views_of
+
+MALIGNANT_NOTE = (
+    "P(malignant) is the sum of the probabilities of the malignant classes (akiec, bcc, mel). "
+    "It is a model output on a research data set, not a risk estimate for a person."
+)
+
+
+@dataclass(frozen=True)
+class ClassProbability:
+    code: str
+    name: str
+    probability: float
+    malignant: bool
+
+
+@dataclass
+class Prediction:
+    """One image's result. ``probabilities`` holds every class, most probable first."""
+
+    probabilities: list[ClassProbability]
+    top_k: int
+    malignant_probability: float
+    ood_score: float
+    ood_threshold: float | None
+    warning_reasons: list[str]
+    tta_views: int
+    image: np.ndarray = field(repr=False)  # the model's view (size x size RGB)
+    heatmap: np.ndarray | None = field(default=None, repr=False)
+    heatmap_class: str | None = None
+    notice: str = DISCLAIMER
+
+    @property
+    def top(self) -> list[ClassProbability]:
+        return self.probabilities[: self.top_k]
+
+    @property
+    def label(self) -> str:
+        return self.probabilities[0].code
+
+    @property
+    def warning(self) -> str | None:
+        if not self.warning_reasons:
+            return None
+        return "This does not look like the dermatoscopic images the model was trained on: " + "; ".join(
+            self.warning_reasons) + ". Treat the probabilities below as meaningless for it."
+
+    def heatmap_image(self) -> Image.Image | None:
+        """The heatmap overlaid on the model's view of the image."""
+        return None if self.heatmap is None else overlay(self.image, self.heatmap)
+
+    def to_dict(self, include_heatmap: bool = False) -> dict:
+        result = {
+            "notice": self.notice,
+            "label": self.label,
+            "top_k": [vars(p) for p in self.top],
+            "probabilities": {p.code: p.probability for p in self.probabilities},
+            "malignant_probability": self.malignant_probability,
+            "malignant_note": MALIGNANT_NOTE,
+            "out_of_distribution": {
+                "warning": self.warning,
+                "reasons": self.warning_reasons,
+                "energy_score": self.ood_score,
+                "energy_threshold": self.ood_threshold,
+            },
+            "tta_views": self.tta_views,
+        }
+        if include_heatmap and self.heatmap is not None:
+            result["heatmap"] = {"class": self.heatmap_class,
+                                 "grid": np.round(self.heatmap[::4, ::4], 3).tolist()}
+        return result
+
+
+class Classifier:
+    """A loaded model folder plus its runtime. Thread-safe; load once and reuse."""
+
+    def __init__(self, folder, runtime: str = "auto", source=None):
+        self.config: ModelConfig = read_config(folder)
+        self.runtime = open_runtime(self.config, runtime)
+        self.source = source
+        self.size = self.config.input_size
+        self.labels = self.config.labels
+        probe_logits, _ = self.runtime.run(np.zeros((1, self.size, self.size, 3), np.float32))
+        if probe_logits.shape[-1] != len(self.labels):
+            from classifier.model_folder import ModelFolderError
+
+            raise ModelFolderError(f"{folder}: the model has {probe_logits.shape[-1]} outputs but config.json "
+                                   f"lists {len(self.labels)} labels")
+
+    def prepare(self, image) -> np.ndarray:
+        """The shared preprocessing: any accepted input -> (size, size, 3) uint8."""
+        return prepare(load_image(image, draft_size=2 * self.size), self.size)
+
+    def logits(self, prepared: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw logits (N, K) and class-activation maps (N, h, w, K) for a batch of prepared images."""
+        return self.runtime.run(prepared.astype(np.float32))
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities: softmax of the logits divided by the fitted temperature."""
+        return softmax(logits, self.config.temperature)
+
+    def classify(self, image, top_k: int = 3, tta: bool = False, heatmap: bool = False,
+                 heatmap_class: str | None = None) -> Prediction:
+        """Classify one image (path, bytes, PIL image or array); raises ImageError for bad input."""
+        prepared = self.prepare(image)
+        views = self.config.tta_views if tta else ("identity",)
+        logits, cam = self.logits(views_of(prepared, views))
+        return self._prediction(prepared, logits, cam[0], top_k, heatmap, heatmap_class)
+
+    def classify_batch(self, images: list, top_k: int = 3, batch_size: int = 32) -> list[Prediction]:
+        """Classify many already-loadable images in batches (no TTA, no heatmaps)."""
+        results = []
+        for start in range(0, len(images), batch_size):
+            prepared = np.stack([self.prepare(i) for i in images[start:start + batch_size]])
+            logits, cam = self.logits(prepared)
+            results += [self._prediction(p, lg[None], c, top_k, False, None)
+                        for p, lg, c in zip(prepared, logits, cam, strict=True)]
+        return results
+
+    def _prediction(self, prepared, logits, cam, top_k, heatmap, heatmap_class) -> Prediction:
+        codes = self.config.codes
+        if heatmap_class is not None and heatmap_class not in codes:
+            raise ValueError(f"unknown class {heatmap_class!r}; choose one of {', '.join(codes)}")
+        if not 1 <= top_k <= len(codes):
+            raise ValueError(f"top_k must be between 1 and {len(codes)}")
+        probs = self.probabilities(logits).mean(axis=0)
+        order = np.argsort(-probs, kind="stable")
+        ranked = [ClassProbability(codes[i], self.labels[i].name, round(float(probs[i]), 6), self.labels[i].malignant)
+                  for i in order]
+        score = float(energy(logits[0]))
+        reasons = image_check_reasons(prepared)
+        threshold = self.config.ood_threshold
+        if threshold is not None and score > threshold:
+            reasons.append(f"the model's energy score {score:.2f} is above the threshold {threshold:.2f} "
+                           "that 95% of validation images stay under")
+        chosen = codes.index(heatmap_class) if heatmap_class else int(order[0])
+        return Prediction(
+            probabilities=ranked,
+            top_k=top_k,
+            malignant_probability=round(float(sum(probs[i] for i, lb in enumerate(self.labels) if lb.malignant)), 6),
+            ood_score=round(score, 4),
+            ood_threshold=threshold,
+            warning_reasons=reasons,
+            tta_views=len(logits),
+            image=prepared,
+            heatmap=cam_heatmap(cam, chosen, self.size) if heatmap else None,
+            heatmap_class=codes[chosen] if heatmap else None,
+        )
+
+
+@functools.lru_cache(maxsize=4)
+def load_classifier(source: str | None = None, revision: str | None = None, runtime: str = "auto") -> Classifier:
+    """The classifier for a model source (local folder or Hub repo id; default MODEL_ID or bundled model/),
+    fetched and loaded once per process."""
+    from classifier.source import resolve_model_source
+
+    resolved = resolve_model_source(source, revision)
+    return Classifier(resolved.path, runtime=runtime, source=resolved)

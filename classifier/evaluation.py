@@ -1,0 +1,69 @@
+"""Running a classifier over many labelled images, and the fits made on the validation split."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from classifier.explain import energy, softmax
+from classifier.metrics import negative_log_likelihood
+from classifier.tta import views_of
+
+
+def progress(done: int, total: int, started: float, label: str = "images") -> None:
+    """A one-line progress bar on stderr (only for batches long enough to need one)."""
+    if total < 20 or (not sys.stderr.isatty() and done != total):
+        return
+    width = 30
+    filled = int(width * done / max(total, 1))
+    rate = done / max(time.time() - started, 1e-9)
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label} ({rate:.1f}/s)")
+    if done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def predict_logits(classifier, paths: list[Path], tta: bool = False, batch_size: int = 32,
+                   show_progress: bool = True) -> np.ndarray:
+    """Per-view logits (N, V, K) for image files: V is 1, or the configured TTA views with ``tta``."""
+    views = classifier.config.tta_views if tta else ("identity",)
+    out = []
+    started = time.time()
+    per_batch = max(batch_size // len(views), 1)
+    for start in range(0, len(paths), per_batch):
+        prepared = [classifier.prepare(p) for p in paths[start:start + per_batch]]
+        batch = np.concatenate([views_of(p, views) for p in prepared])
+        logits, _ = classifier.logits(batch)
+        out.append(logits.reshape(len(prepared), len(views), -1))
+        if show_progress:
+            progress(min(start + per_batch, len(paths)), len(paths), started)
+    return np.concatenate(out)
+
+
+def mean_probabilities(view_logits: np.ndarray, temperature: float) -> np.ndarray:
+    """Average of the per-view calibrated probabilities: (N, V, K) -> (N, K)."""
+    return softmax(view_logits, temperature).mean(axis=1)
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature minimising validation negative log-likelihood (golden-section search on log T)."""
+    def nll(log_t):
+        return negative_log_likelihood(softmax(logits, float(np.exp(log_t))), labels)
+
+    lo, hi = np.log(0.05), np.log(20.0)
+    ratio = (np.sqrt(5) - 1) / 2
+    for _ in range(80):
+        a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+        if nll(a) < nll(b):
+            hi = b
+        else:
+            lo = a
+    return round(float(np.exp((lo + hi) / 2)), 4)
+
+
+def energy_threshold(logits: np.ndarray, in_distribution_rate: float = 0.95) -> float:
+    """Energy score that the given share of (validation) images stays under."""
+    return round(float(np.quantile(energy(logits), in_distribution_rate)), 4)

@@ -1,0 +1,69 @@
+"""Explanations and qualifiers of a prediction: class-activation heatmaps and the
+"not what I was trained on" checks."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+# Cheap image checks, in the units of the prepared (size x size) uint8 image. Dermatoscopic images
+# are coloured, textured skin: a near-uniform picture or one without colour is not one of them.
+MIN_PIXEL_STD = 6.0
+MIN_COLOURFULNESS = 6.0
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def energy(logits: np.ndarray) -> np.ndarray:
+    """Energy score -logsumexp(logits): higher means less like the training data (Liu et al., 2020)."""
+    z = np.asarray(logits, dtype=np.float64)
+    m = z.max(axis=-1)
+    return -(m + np.log(np.exp(z - m[..., None]).sum(axis=-1)))
+
+
+def colourfulness(image: np.ndarray) -> float:
+    """Hasler & Suesstrunk's colourfulness of an RGB uint8 image (0 for grey)."""
+    rgb = image.astype(np.float64)
+    rg = rgb[..., 0] - rgb[..., 1]
+    yb = 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
+    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+
+
+def image_check_reasons(image: np.ndarray) -> list[str]:
+    """Reasons, readable by a person, why a prepared image does not look dermatoscopic."""
+    reasons = []
+    if image.std() < MIN_PIXEL_STD:
+        reasons.append("the image is almost uniform (no lesion or skin texture visible)")
+    if colourfulness(image) < MIN_COLOURFULNESS:
+        reasons.append("the image has almost no colour (dermatoscopic images are colour photographs of skin)")
+    return reasons
+
+
+def cam_heatmap(cam: np.ndarray, class_index: int, size: int) -> np.ndarray:
+    """Class-activation map of one class, resized to ``size`` x ``size`` and scaled to 0..1."""
+    heat = cam[..., class_index].astype(np.float32)
+    heat = heat - heat.min()
+    if heat.max() > 0:
+        heat = heat / heat.max()
+    return np.asarray(Image.fromarray(heat).resize((size, size), Image.BICUBIC)).clip(0, 1)
+
+
+def _colormap(values: np.ndarray) -> np.ndarray:
+    """A blue-cyan-yellow-red ramp (jet-like) for 0..1 values, as uint8 RGB."""
+    v = values[..., None]
+    r = np.clip(1.5 - np.abs(4 * v - 3), 0, 1)
+    g = np.clip(1.5 - np.abs(4 * v - 2), 0, 1)
+    b = np.clip(1.5 - np.abs(4 * v - 1), 0, 1)
+    return (np.concatenate([r, g, b], axis=-1) * 255).astype(np.uint8)
+
+
+def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> Image.Image:
+    """The heatmap blended over the image the model saw."""
+    colours = _colormap(heatmap).astype(np.float32)
+    blended = (1 - alpha) * image.astype(np.float32) + alpha * colours
+    return Image.fromarray(blended.clip(0, 255).astype(np.uint8))

@@ -1,0 +1,141 @@
+"""Writing a model folder from a trained Keras model: weights, LiteRT export, config, calibration,
+measured metrics and model card."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from classifier.data import Record, load_split
+from classifier.labels import CLASSES, CODES
+from classifier.model_folder import FORMAT_VERSION, file_entry, read_config, write_config
+from classifier.tta import DEFAULT_VIEWS
+
+
+def base_config(settings: dict, dropout: float = 0.3) -> dict:
+    backbone = {"lite1": "EfficientNet-Lite1", "b1": "EfficientNetB1"}[settings["backbone"]]
+    return {
+        "format_version": FORMAT_VERSION,
+        "task": "image-classification",
+        "architecture": {
+            "backbone": backbone,
+            "head": f"GlobalAveragePooling2D + Dropout({dropout}) + Dense({len(CODES)}, softmax)",
+            "feature_layer": "features",
+            "head_layer": "predictions",
+            "pretrained": "ImageNet" if settings.get("imagenet", True) else "none",
+        },
+        "input": {"size": settings["size"], "channels": 3, "layout": "NHWC", "dtype": "float32",
+                  "pixel_range": [0, 255]},
+        "preprocessing": {
+            "function": "classifier.preprocessing.prepare",
+            "steps": ["EXIF orientation applied", "RGB (alpha flattened onto black)", "largest centred square",
+                      f"bicubic resize to {settings['size']}x{settings['size']}"],
+            "normalization": "inside the model" + (": (x - 127) / 128" if settings["backbone"] == "lite1" else ""),
+        },
+        "labels": [{"code": c.code, "name": c.name, "malignant": c.malignant} for c in CLASSES],
+        "calibration": {"temperature": 1.0, "fitted_on": None},
+        "ood": {"score": "energy = -logsumexp(logits)", "energy_threshold": None},
+        "tta": {"views": list(DEFAULT_VIEWS)},
+        "training": settings,
+        "files": {},
+    }
+
+
+def write_model_files(model, out: Path, config: dict, split_path: Path | None) -> None:
+    """Save ``model.keras`` (no optimizer), ``model.tflite`` (logits + CAM) and config.json into ``out``."""
+    import keras
+
+    from classifier.network import logits_and_cam_model
+
+    out.mkdir(parents=True, exist_ok=True)
+    clean = keras.models.clone_model(model)
+    clean.set_weights(model.get_weights())
+    clean.save(out / "model.keras")
+    with tempfile.TemporaryDirectory() as tmp:
+        logits_and_cam_model(clean).export(str(Path(tmp) / "model.tflite"), format="litert", verbose=False)
+        shutil.copy(Path(tmp) / "model.tflite", out / "model.tflite")
+    names = {"keras": "model.keras", "tflite": "model.tflite"}
+    if split_path is not None:
+        if Path(split_path).resolve() != (out / "split.json").resolve():
+            shutil.copy(split_path, out / "split.json")
+        names["split"] = "split.json"
+    config["files"] = {role: file_entry(out, name) for role, name in names.items()}
+    write_config(out, config)
+
+
+def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Path]) -> dict:
+    """Fit temperature and the out-of-distribution threshold on validation, then measure the test split
+    (plain and with TTA, before and after calibration); store all of it in config.json and the card."""
+    from classifier.api import Classifier
+    from classifier.card import write_model_card
+    from classifier.evaluation import energy_threshold, fit_temperature, mean_probabilities, predict_logits
+    from classifier.explain import energy
+    from classifier.metrics import classification_metrics, roc_auc
+
+    config = read_config(out)
+    split = load_split(config.file("split"))
+    label_of = {r.image_id: CODES.index(r.dx) for r in records}
+    ids = {s: sorted(i for i, v in split.items() if v == s and i in label_of) for s in ("val", "test")}
+    y = {s: np.array([label_of[i] for i in ids[s]]) for s in ids}
+
+    classifier = Classifier(out)
+    val_views = predict_logits(classifier, [paths[i] for i in ids["val"]], tta=True)
+    val_logits = val_views[:, 0]
+    temperature = fit_temperature(val_logits, y["val"])
+    raw = config.raw
+    raw["calibration"] = {"temperature": temperature, "fitted_on": "validation split (negative log-likelihood)"}
+    raw["ood"]["energy_threshold"] = energy_threshold(val_logits)
+    raw["ood"]["chosen_on"] = "validation split: 95% of in-distribution images stay under it"
+    write_config(out, raw)
+
+    started = time.time()
+    test_views = predict_logits(classifier, [paths[i] for i in ids["test"]], tta=True)
+    seconds = time.time() - started
+    plain, tta = test_views[:, :1], test_views
+    results = {}
+    for name, view_logits, t in (("uncalibrated", plain, 1.0), ("calibrated", plain, temperature),
+                                 ("calibrated_tta", tta, temperature)):
+        results[name] = classification_metrics(mean_probabilities(view_logits, t), y["test"], CODES)
+    malignant = np.array([c.malignant for c in CLASSES])
+    probs = mean_probabilities(plain, temperature)
+    test_metrics = results["calibrated"]
+    raw["metrics"] = {
+        "split": "test",
+        "n": test_metrics["n"],
+        "test": test_metrics,
+        "test_tta": {k: results["calibrated_tta"][k] for k in
+                     ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc", "melanoma_recall", "nll", "ece")},
+        "calibration": {"temperature": temperature,
+                        "before": {k: results["uncalibrated"][k] for k in ("nll", "ece")},
+                        "after": {k: test_metrics[k] for k in ("nll", "ece")}},
+        "malignant_auc": round(roc_auc(malignant[y["test"]], probs[:, malignant].sum(axis=1)), 4),
+        "ood_false_alarm_rate_test": round(float((energy(plain[:, 0]) > raw["ood"]["energy_threshold"]).mean()), 4),
+        "tta_seconds_per_image_eval": round(seconds / max(len(ids["test"]), 1), 4),
+        "measured_with": "python -m classifier evaluate --model model --data DATA --split test",
+    }
+    write_config(out, raw)
+    write_model_card(out)
+    return raw["metrics"]
+
+
+def export_from_training(work: Path, out: Path, records: list[Record], paths: dict[str, Path]) -> Path:
+    """Turn a finished training run (``work``) into a model folder at ``out``."""
+    import keras
+
+    from classifier.network import build_classifier
+
+    state = json.loads((work / "state.json").read_text())
+    settings = state["settings"]
+    model = build_classifier(settings["backbone"], settings["size"], len(CODES), imagenet=False)
+    model.load_weights(work / "best.weights.h5")
+    settings = {**settings, "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
+                "history": [json.loads(line) for line in (work / "history.jsonl").read_text().splitlines()]}
+    write_model_files(model, Path(out), base_config(settings), work / "split.json")
+    keras.backend.clear_session()
+    calibrate_and_measure(Path(out), records, paths)
+    return Path(out)

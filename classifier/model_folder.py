@@ -1,0 +1,136 @@
+"""The model-folder contract: what training writes, the Hub holds and serving reads.
+
+A model folder holds ``config.json`` (this module validates it), ``model.keras`` (Keras 3, loads
+with ``safe_mode=True``), ``model.tflite`` (the LiteRT export that serves: image -> logits and
+class-activation maps), ``split.json`` (the lesion-grouped split it was trained and tested on) and
+``README.md`` (the Hugging Face model card). ``config.json`` records each file's SHA-256, so a
+truncated or corrupted download is refused instead of half-loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+CARD_NAME = "README.md"
+
+
+class ModelFolderError(ValueError):
+    """A model folder that is incomplete, corrupted or describes something serving cannot use."""
+
+
+@dataclass(frozen=True)
+class Label:
+    code: str
+    name: str
+    malignant: bool
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    folder: Path
+    raw: dict
+    input_size: int
+    labels: tuple[Label, ...]
+    temperature: float
+    ood_threshold: float | None
+    tta_views: tuple[str, ...]
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(label.code for label in self.labels)
+
+    def file(self, role: str) -> Path | None:
+        """Path of the file with ``role`` ('keras', 'tflite', 'split'), or None if the folder has none."""
+        entry = self.raw.get("files", {}).get(role)
+        return self.folder / entry["path"] if entry else None
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_entry(folder: Path, name: str) -> dict:
+    path = Path(folder) / name
+    return {"path": name, "sha256": sha256_of(path), "bytes": path.stat().st_size}
+
+
+def _require(condition: bool, folder: Path, message: str) -> None:
+    if not condition:
+        raise ModelFolderError(f"{folder}: {message}")
+
+
+def read_config(folder: str | Path, verify_files: bool = True) -> ModelConfig:
+    """Read and validate ``config.json``; with ``verify_files``, also check every listed file's checksum."""
+    folder = Path(folder)
+    path = folder / CONFIG_NAME
+    _require(folder.is_dir(), folder, "model folder does not exist")
+    _require(path.is_file(), folder, f"no {CONFIG_NAME}: not a model folder")
+    try:
+        raw = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFolderError(f"{path}: not valid JSON ({exc})") from exc
+    _require(isinstance(raw, dict), folder, f"{CONFIG_NAME} must hold a JSON object")
+    version = raw.get("format_version")
+    _require(version == FORMAT_VERSION, folder,
+             f"unknown format_version {version!r}; this code reads version {FORMAT_VERSION} (update the code or the model)")
+
+    size = raw.get("input", {}).get("size")
+    _require(isinstance(size, int) and 32 <= size <= 1024, folder, f"input.size must be an integer 32..1024, not {size!r}")
+
+    labels_raw = raw.get("labels")
+    _require(isinstance(labels_raw, list) and len(labels_raw) >= 2, folder, "labels must be a list of at least 2 classes")
+    labels = []
+    for item in labels_raw:
+        ok = (isinstance(item, dict) and isinstance(item.get("code"), str) and item["code"]
+              and isinstance(item.get("name"), str) and isinstance(item.get("malignant"), bool))
+        _require(ok, folder, f"each label needs code (text), name (text) and malignant (true/false): {item!r}")
+        labels.append(Label(item["code"], item["name"], item["malignant"]))
+    _require(len({label.code for label in labels}) == len(labels), folder, "label codes must be unique")
+
+    calibration = raw.get("calibration", {})
+    temperature = calibration.get("temperature", 1.0)
+    _require(isinstance(temperature, (int, float)) and math.isfinite(temperature) and 0.05 <= temperature <= 20,
+             folder, f"calibration.temperature must be a number in 0.05..20, not {temperature!r}")
+    threshold = raw.get("ood", {}).get("energy_threshold")
+    _require(threshold is None or (isinstance(threshold, (int, float)) and math.isfinite(threshold)), folder,
+             f"ood.energy_threshold must be a number, not {threshold!r}")
+    views = tuple(raw.get("tta", {}).get("views", ("identity",)))
+    from classifier.tta import VIEWS
+
+    unknown = [v for v in views if v not in VIEWS]
+    _require(not unknown and views, folder, f"unknown tta.views {unknown}; known: {', '.join(VIEWS)}")
+
+    files = raw.get("files")
+    _require(isinstance(files, dict) and ("keras" in files or "tflite" in files), folder,
+             "files must name the model file(s) ('keras' and/or 'tflite')")
+    for role, entry in files.items():
+        _require(isinstance(entry, dict) and isinstance(entry.get("path"), str), folder, f"files.{role} needs a path")
+        name = entry["path"]
+        _require("/" not in name and "\\" not in name and not name.startswith("."), folder,
+                 f"files.{role}.path must be a plain file name, not {name!r}")
+        file_path = folder / name
+        _require(file_path.is_file(), folder, f"missing {name} (listed in {CONFIG_NAME} as files.{role})")
+        if verify_files and "sha256" in entry:
+            _require(file_path.stat().st_size == entry.get("bytes", file_path.stat().st_size), folder,
+                     f"{name} has {file_path.stat().st_size} bytes, expected {entry.get('bytes')}: truncated download?")
+            _require(sha256_of(file_path) == entry["sha256"], folder,
+                     f"{name} is corrupted (SHA-256 does not match {CONFIG_NAME}); download it again")
+    return ModelConfig(folder, raw, size, tuple(labels), float(temperature),
+                       None if threshold is None else float(threshold), views)
+
+
+def write_config(folder: Path, config: dict) -> None:
+    path = Path(folder) / CONFIG_NAME
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(config, indent=2) + "\n")
+    tmp.replace(path)

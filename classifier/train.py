@@ -1,0 +1,203 @@
+"""Training: the reference recipe (augmentation, Adam from 1e-3, ReduceLROnPlateau, early stopping)
+with per-epoch checkpoints, a log file and resume after a stop.
+
+Work files (in ``--work``, default ``runs/train``): ``split.json``, ``train.log`` (progress),
+``history.jsonl`` (one line of validation metrics per epoch), ``last.keras`` (model and optimizer,
+for resume), ``best.weights.h5`` and ``state.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from classifier.data import load_split, lesion_split, read_metadata, resolve_images, save_split
+from classifier.labels import CODES
+from classifier.metrics import classification_metrics
+from classifier.preprocessing import load_and_prepare
+
+
+def _log(work: Path, message: str) -> None:
+    line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}"
+    print(line, flush=True)
+    with open(work / "train.log", "a") as f:
+        f.write(line + "\n")
+
+
+def load_arrays(paths: list[Path], size: int) -> np.ndarray:
+    """Decode and prepare images in parallel with the shared preprocessing function."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        return np.stack(list(pool.map(lambda p: load_and_prepare(p, size), paths)))
+
+
+def augmentation(seed: int = 0):
+    """The reference's augmentation (±20% shifts, shear, flips, nearest fill) plus what real uploads
+    need: any rotation (a lesion has no 'up'), zoom in and out (users send centre crops and other
+    framings) and mild brightness/contrast jitter (other cameras and lighting)."""
+    import keras
+
+    L = keras.layers
+    return keras.Sequential([
+        L.RandomFlip("horizontal_and_vertical", seed=seed),
+        L.RandomRotation(0.5, fill_mode="nearest", seed=seed + 1),
+        L.RandomTranslation(0.2, 0.2, fill_mode="nearest", seed=seed + 2),
+        L.RandomShear(x_factor=0.15, y_factor=0.15, fill_mode="nearest", seed=seed + 3),
+        L.RandomZoom((-0.3, 0.2), fill_mode="nearest", seed=seed + 4),
+        L.RandomBrightness(0.1, value_range=(0, 255), seed=seed + 5),
+        L.RandomContrast(0.15, value_range=(0, 255), seed=seed + 6),
+    ], name="augmentation")
+
+
+def class_weights(labels: np.ndarray, num_classes: int, power: float = 0.5) -> dict[int, float]:
+    """Softened inverse-frequency weights (n_max / n_c) ** power, scaled to mean 1 over the samples."""
+    counts = np.bincount(labels, minlength=num_classes).astype(float)
+    raw = np.where(counts > 0, (counts.max() / np.maximum(counts, 1)) ** power, 0.0)
+    raw /= (raw[labels]).mean()
+    return {i: float(w) for i, w in enumerate(raw)}
+
+
+def train(
+    data_dir: Path,
+    out_dir: Path,
+    backbone: str = "lite1",
+    epochs: int = 20,
+    resume: bool = False,
+    work_dir: Path = Path("runs/train"),
+    size: int = 160,
+    batch_size: int = 32,
+    learning_rate: float = 1e-3,
+    imagenet: bool = True,
+    lr_patience: int = 1,
+    stop_patience: int = 4,
+) -> Path:
+    """Train (or resume) and write the model folder to ``out_dir``; returns ``out_dir``."""
+    import keras
+    import tensorflow as tf
+
+    from classifier.network import build_classifier
+
+    work = Path(work_dir)
+    state_path = work / "state.json"
+    if state_path.exists() and not resume:
+        raise SystemExit(f"{work} already holds a training run: pass --resume to continue it, or use another --work")
+    work.mkdir(parents=True, exist_ok=True)
+    settings = dict(data=str(data_dir), backbone=backbone, epochs=epochs, size=size, batch_size=batch_size,
+                    learning_rate=learning_rate, imagenet=imagenet, lr_patience=lr_patience,
+                    stop_patience=stop_patience)
+    if resume and state_path.exists():
+        state = json.loads(state_path.read_text())
+        settings = {**state["settings"], "epochs": epochs}
+        backbone, size, batch_size = settings["backbone"], settings["size"], settings["batch_size"]
+    else:
+        state = {"epoch": 0, "best_score": -1.0, "best_epoch": 0, "best_val_loss": math.inf, "lr_wait": 0,
+                 "stopped": False, "settings": settings}
+
+    records = read_metadata(data_dir)
+    split_path = work / "split.json"
+    if not split_path.exists():
+        save_split(lesion_split(records), split_path)
+    split = load_split(split_path)
+    paths = resolve_images(records, data_dir)
+    label_of = {r.image_id: CODES.index(r.dx) for r in records}
+    ids = {s: [r.image_id for r in records if split.get(r.image_id) == s] for s in ("train", "val")}
+    _log(work, f"loading {len(ids['train'])} train and {len(ids['val'])} validation images at {size}px")
+    x_train = load_arrays([paths[i] for i in ids["train"]], size)
+    y_train = np.array([label_of[i] for i in ids["train"]])
+    x_val = load_arrays([paths[i] for i in ids["val"]], size)
+    y_val = np.array([label_of[i] for i in ids["val"]])
+    k = len(CODES)
+
+    if state["epoch"] >= epochs or state["stopped"]:
+        _log(work, f"training already finished at epoch {state['epoch']}")
+    else:
+        if resume and (work / "last.keras").exists():
+            model = keras.models.load_model(work / "last.keras", safe_mode=True)
+            _log(work, f"resuming after epoch {state['epoch']}")
+        else:
+            model = build_classifier(backbone, size, k, imagenet=imagenet)
+            model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                          loss="categorical_crossentropy", metrics=["accuracy"])
+        augment = augmentation()
+        dataset = (
+            tf.data.Dataset.from_tensor_slices((x_train, keras.utils.to_categorical(y_train, k)))
+            .shuffle(len(x_train), reshuffle_each_iteration=True)
+            .batch(batch_size)
+            .map(lambda x, y: (tf.clip_by_value(augment(tf.cast(x, tf.float32), training=True), 0, 255), y),
+                 num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE)
+        )
+        weights = class_weights(y_train, k)
+        _log(work, "class weights " + json.dumps({CODES[i]: round(w, 3) for i, w in weights.items()}))
+        model.fit(dataset, epochs=epochs, initial_epoch=state["epoch"], class_weight=weights, verbose=0,
+                  callbacks=[_epoch_checkpoint_class()(work, state, x_val, y_val)])
+
+    from classifier.export import export_from_training  # imported late: keeps TF-free modules light
+
+    return export_from_training(work, Path(out_dir), records, paths)
+
+
+def _epoch_checkpoint_class():
+    import keras
+
+    class EpochCheckpoint(keras.callbacks.Callback):
+        """Validation metrics, ReduceLROnPlateau, early stopping and checkpoints, all resumable."""
+
+        def __init__(self, work: Path, state: dict, x_val, y_val, lr_factor: float = 0.3, min_lr: float = 1e-6):
+            super().__init__()
+            self.work, self.state, self.x_val, self.y_val = work, state, x_val, y_val
+            self.lr_factor, self.min_lr = lr_factor, min_lr
+            self.started = time.time()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.time()
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            if batch % 25 == 0:
+                _log(self.work, f"epoch {self.epoch + 1} step {batch} loss {logs.get('loss', float('nan')):.4f} "
+                     f"({time.time() - self.started:.0f}s)")
+
+        def on_epoch_end(self, epoch, logs=None):
+            s = self.state
+            settings = s["settings"]
+            probs = self.model.predict(self.x_val.astype("float32"), batch_size=64, verbose=0)
+            m = classification_metrics(probs, self.y_val, CODES)
+            lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            score = (m["accuracy"] + m["balanced_accuracy"]) / 2
+            entry = {"epoch": epoch + 1, "seconds": round(time.time() - self.started), "lr": lr,
+                     "train_loss": round(float(logs.get("loss", float("nan"))), 4),
+                     "train_accuracy": round(float(logs.get("accuracy", float("nan"))), 4),
+                     **{f"val_{key}": m[key] for key in ("nll", "accuracy", "balanced_accuracy", "macro_auc",
+                                                          "melanoma_recall", "ece")}}
+            if score > s["best_score"]:
+                s["best_score"], s["best_epoch"] = score, epoch + 1
+                self.model.save_weights(self.work / "best.weights.h5")
+            if m["nll"] < s["best_val_loss"] - 1e-4:
+                s["best_val_loss"], s["lr_wait"] = m["nll"], 0
+            else:
+                s["lr_wait"] += 1
+                if s["lr_wait"] >= settings["lr_patience"]:
+                    new_lr = max(lr * self.lr_factor, self.min_lr)
+                    self.model.optimizer.learning_rate.assign(new_lr)
+                    s["lr_wait"] = 0
+                    entry["lr_reduced_to"] = new_lr
+            if epoch + 1 - s["best_epoch"] >= settings["stop_patience"]:
+                self.model.stop_training = True
+                s["stopped"] = True
+                entry["early_stop"] = True
+            s["epoch"] = epoch + 1
+            self.model.save(self.work / "last.tmp.keras")
+            os.replace(self.work / "last.tmp.keras", self.work / "last.keras")
+            (self.work / "state.tmp.json").write_text(json.dumps(s, indent=1))
+            os.replace(self.work / "state.tmp.json", self.work / "state.json")
+            with open(self.work / "history.jsonl", "a") as f:
+                f.write(json.dumps(entry) + "\n")
+            _log(self.work, json.dumps(entry))
+
+    return EpochCheckpoint

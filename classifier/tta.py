@@ -1,0 +1,22 @@
+"""Test-time augmentation views: the eight symmetries of the square (a lesion has no 'up')."""
+
+from __future__ import annotations
+
+import numpy as np
+
+VIEWS = {
+    "identity": lambda x: x,
+    "flip_h": lambda x: x[:, ::-1],
+    "flip_v": lambda x: x[::-1, :],
+    "rot90": lambda x: np.rot90(x, 1),
+    "rot180": lambda x: np.rot90(x, 2),
+    "rot270": lambda x: np.rot90(x, 3),
+    "transpose": lambda x: np.transpose(x, (1, 0, 2)),
+    "anti_transpose": lambda x: np.rot90(np.transpose(x, (1, 0, 2)), 2),
+}
+DEFAULT_VIEWS = ("identity", "flip_h", "flip_v", "rot180")
+
+
+def views_of(image: np.ndarray, views: tuple[str, ...]) -> np.ndarray:
+    """Stack the named views of one (H, W, C) image into a batch; the first is the one explained."""
+    return np.stack([np.ascontiguousarray(VIEWS[name](image)) for name in views])
