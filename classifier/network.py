@@ -41,7 +41,8 @@ def logits_and_cam_model(model: keras.Model) -> keras.Model:
     cam_layer.set_weights([kernel])
     pooled = keras.layers.GlobalAveragePooling2D(name="cam_pool")(cam)
     bias_layer = keras.layers.Dense(
-        kernel.shape[1], name="logits", kernel_initializer="identity", bias_initializer=keras.initializers.Constant(bias)
+        kernel.shape[1], name="logits", kernel_initializer="identity",
+        bias_initializer=keras.initializers.Constant(bias),
     )
     logits = bias_layer(pooled)
     bias_layer.trainable = False

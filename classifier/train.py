@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier.data import load_split, lesion_split, read_metadata, resolve_images, save_split
+from classifier.data import lesion_split, load_split, read_metadata, resolve_images, save_split
 from classifier.labels import CODES
 from classifier.metrics import classification_metrics
 from classifier.preprocessing import load_and_prepare

@@ -1,0 +1,9 @@
+"""``python -m classifier bench``."""
+
+
+def add_arguments(p):
+    pass
+
+
+def run(args):
+    raise SystemExit("not yet")

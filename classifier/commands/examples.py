@@ -1,0 +1,42 @@
+"""``python -m classifier examples``: put the images named in examples/manifest.csv into examples/."""
+
+import sys
+from pathlib import Path
+
+
+def add_arguments(p):
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--from", dest="source", type=Path, metavar="DIR",
+                        help="local HAM10000 folder, any layout (Kaggle's part_1/part_2, one folder, ...)")
+    source.add_argument("--download", action="store_true",
+                        help="fetch from the public ISIC Archive API (base URL: env ISIC_API_URL)")
+    p.add_argument("--dest", type=Path, default=None, help="folder to fill (default: examples/)")
+    p.add_argument("--manifest", type=Path, default=None, help="manifest CSV (default: examples/manifest.csv)")
+
+
+def run(args):
+    from classifier import examples
+    from classifier.data import DataError
+
+    dest = args.dest or examples.EXAMPLES_DIR
+    manifest = args.manifest or examples.MANIFEST
+    if args.source is not None and not args.source.is_dir():
+        print(f"error: --from {args.source}: not a folder", file=sys.stderr)
+        return 2
+    if not manifest.is_file():
+        print(f"error: {manifest}: no such manifest", file=sys.stderr)
+        return 2
+    try:
+        if args.source is not None:
+            report = examples.copy_from(args.source, dest, manifest=manifest)
+        else:
+            report = examples.download(dest, manifest=manifest)
+    except (DataError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    verb = "copied" if args.source is not None else "downloaded"
+    print(f"{verb} {len(report.written)}, already present {len(report.skipped)}, failed {len(report.failed)} "
+          f"-> {dest}")
+    for image_id, reason in report.failed.items():
+        print(f"  {image_id}: {reason}", file=sys.stderr)
+    return 0 if report.ok else 1

@@ -1,0 +1,60 @@
+"""Shared fixtures: a real (tiny, random-weight) model folder, the bundled model, the HAM10000 copy."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HAM_DIR = Path(os.environ.get("HAM10000_DIR", ROOT.parent / "shared" / "data" / "ham10000"))
+BUNDLED_MODEL = ROOT / "model"
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A complete model folder written by the same code as training (64 px, random weights)."""
+    import keras
+
+    from classifier.card import write_model_card
+    from classifier.export import base_config, write_model_files
+    from classifier.network import build_classifier
+
+    keras.utils.set_random_seed(0)
+    model = build_classifier("lite1", 64, 7, imagenet=False)
+    out = tmp_path_factory.mktemp("tiny_model")
+    settings = {"backbone": "lite1", "size": 64, "imagenet": False, "learning_rate": 1e-3, "batch_size": 8,
+                "epochs": 0, "lr_patience": 1, "stop_patience": 4}
+    write_model_files(model, out, base_config(settings), split_path=None)
+    write_model_card(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def bundled_model_dir() -> Path:
+    if not (BUNDLED_MODEL / "config.json").is_file():
+        pytest.skip("no trained model in model/ (run the training command in the README)")
+    return BUNDLED_MODEL
+
+
+@pytest.fixture(scope="session")
+def ham_dir() -> Path:
+    if not (HAM_DIR / "HAM10000_metadata.csv").is_file():
+        pytest.skip(f"HAM10000 not found at {HAM_DIR} (set HAM10000_DIR)")
+    return HAM_DIR
+
+
+def lesion_like(size: int = 160, seed: int = 0) -> np.ndarray:
+    """A generated skin-coloured image with a darker blob: cheap stand-in for a dermatoscopic photo."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    blob = np.exp(-(((yy - size / 2) ** 2 + (xx - size / 2) ** 2) / (2 * (size / 6) ** 2)))
+    skin = np.array([225.0, 170.0, 150.0])
+    lesion = np.array([110.0, 60.0, 45.0])
+    image = skin * (1 - blob[..., None]) + lesion * blob[..., None] + rng.normal(0, 8, (size, size, 3))
+    return image.clip(0, 255).astype(np.uint8)
