@@ -27,6 +27,12 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
     keras.utils.set_random_seed(0)
     model = build_classifier("lite1", 64, 7, imagenet=False)
+    # Random initial features are tiny: scale the head so that outputs differ between images and classes.
+    pooled = keras.Model(model.input, model.get_layer("pool").output).predict(
+        np.stack([lesion_like(64, seed=s) for s in range(4)]).astype("float32"), verbose=0)
+    rng = np.random.default_rng(0)
+    kernel = rng.normal(size=(pooled.shape[1], 7)) / (pooled.std() * np.sqrt(pooled.shape[1]) + 1e-12) * 3
+    model.get_layer("predictions").set_weights([kernel.astype("float32"), rng.normal(0, 0.5, 7).astype("float32")])
     out = tmp_path_factory.mktemp("tiny_model")
     settings = {"backbone": "lite1", "size": 64, "imagenet": False, "learning_rate": 1e-3, "batch_size": 8,
                 "epochs": 0, "lr_patience": 1, "stop_patience": 4}

@@ -1,0 +1,23 @@
+"""``python -m classifier describe``."""
+
+import sys
+from pathlib import Path
+
+from classifier.data import DataError
+
+
+def add_arguments(p):
+    p.add_argument("--data", type=Path, required=True, help="HAM10000 folder (or the metadata CSV itself)")
+    p.add_argument("--out", type=Path, default=Path("reports/dataset"), help="folder to write")
+    p.add_argument("--split", type=Path, help="split.json: also count classes per train/val/test split")
+
+
+def run(args):
+    from classifier.describe import describe
+
+    try:
+        path = describe(args.data, args.out, args.split)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(path)

@@ -1,0 +1,85 @@
+"""The classifier API on a real (tiny, random-weight) model folder."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from classifier.api import Classifier
+from classifier.labels import DISCLAIMER
+from classifier.preprocessing import ImageError
+from tests.conftest import lesion_like
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_model_dir):
+    return Classifier(tiny_model_dir)
+
+
+def test_all_classes_ordered_by_probability_with_top_k_cut(classifier):
+    prediction = classifier.classify(lesion_like(120), top_k=3)
+    probs = [p.probability for p in prediction.probabilities]
+    assert len(probs) == 7 and probs == sorted(probs, reverse=True)
+    assert abs(sum(probs) - 1) < 1e-4
+    assert [p.code for p in prediction.top] == [p.code for p in prediction.probabilities[:3]]
+    result = prediction.to_dict()
+    assert result["notice"] == DISCLAIMER and len(result["top_k"]) == 3
+    assert result["label"] == prediction.probabilities[0].code
+    assert set(result["probabilities"]) == {"akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"}
+    json.dumps(result)  # JSON-ready
+
+
+def test_malignant_probability_is_the_sum_of_malignant_classes(classifier):
+    prediction = classifier.classify(lesion_like(96, seed=3))
+    expected = sum(p.probability for p in prediction.probabilities if p.code in ("akiec", "bcc", "mel"))
+    assert prediction.malignant_probability == pytest.approx(expected, abs=1e-5)
+
+
+def test_top_k_and_heatmap_class_are_validated(classifier):
+    with pytest.raises(ValueError, match="top_k"):
+        classifier.classify(lesion_like(64), top_k=0)
+    with pytest.raises(ValueError, match="unknown class"):
+        classifier.classify(lesion_like(64), heatmap=True, heatmap_class="melanoma")
+
+
+def test_heatmap_and_tta(classifier):
+    prediction = classifier.classify(lesion_like(64), heatmap=True, heatmap_class="mel", tta=True)
+    assert prediction.heatmap.shape == (64, 64) and 0 <= prediction.heatmap.min() <= prediction.heatmap.max() <= 1
+    assert prediction.heatmap_class == "mel" and prediction.tta_views == 4
+    assert prediction.heatmap_image().size == (64, 64)
+    assert "heatmap" in prediction.to_dict(include_heatmap=True)
+
+
+def test_batch_matches_single(classifier):
+    images = [lesion_like(80, seed=s) for s in range(3)]
+    batch = classifier.classify_batch(images)
+    for image, result in zip(images, batch, strict=True):
+        single = classifier.classify(image)
+        assert result.probabilities[0].code == single.probabilities[0].code
+        assert result.probabilities[0].probability == pytest.approx(single.probabilities[0].probability, abs=1e-5)
+
+
+def test_uniform_and_grey_images_get_a_warning_but_keep_their_probabilities(classifier):
+    grey = classifier.classify(np.full((100, 100, 3), 128, np.uint8))
+    assert grey.warning and "uniform" in grey.warning and len(grey.probabilities) == 7
+    assert not any("uniform" in r or "colour" in r for r in classifier.classify(lesion_like(100)).warning_reasons)
+
+
+def test_temperature_from_config_is_applied(tiny_model_dir, tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["calibration"]["temperature"] = 4.0
+    (folder / "config.json").write_text(json.dumps(config))
+    image = lesion_like(64, seed=5)
+    plain, calibrated = Classifier(tiny_model_dir), Classifier(folder)
+    logits, _ = plain.logits(plain.prepare(image)[None])
+    expected = np.exp(logits / 4.0) / np.exp(logits / 4.0).sum()
+    assert calibrated.classify(image).probabilities[0].probability == pytest.approx(expected.max(), abs=1e-5)
+    assert calibrated.classify(image).probabilities[0].probability < plain.classify(image).probabilities[0].probability
+
+
+def test_bad_bytes_raise_image_error(classifier):
+    with pytest.raises(ImageError):
+        classifier.classify(b"<html>nope</html>")
