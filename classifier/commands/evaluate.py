@@ -1,9 +1,96 @@
-"""``python -m classifier evaluate``."""
+"""``python -m classifier evaluate``: measure a model on the test split or on any labelled folder.
+
+The last line of stdout is one JSON object with the metrics; the report folder holds report.md,
+the confusion matrix, per-class P/R/F1, ROC curves, the reliability diagram and the most
+confident wrong predictions.
+"""
+
+import json
+import sys
+from pathlib import Path
 
 
 def add_arguments(p):
-    pass
+    p.add_argument("--model", help="model folder or Hub repo id (default: MODEL_ID or the bundled model/)")
+    p.add_argument("--revision", help="Hub revision (branch, tag or commit)")
+    p.add_argument("--data", type=Path, help="HAM10000 folder (metadata CSV and images)")
+    p.add_argument("--split", choices=("train", "val", "test"), default="test",
+                   help="which split of the model's split.json to evaluate (with --data)")
+    p.add_argument("--images", type=Path, help="folder of images named by id (with --labels)")
+    p.add_argument("--labels", type=Path, help="CSV with columns image_id,dx (with --images)")
+    p.add_argument("--out", type=Path, default=Path("reports/evaluation"), help="report folder")
+    p.add_argument("--tta", action="store_true", help="average over the model's test-time augmentation views")
+    p.add_argument("--runtime", choices=("auto", "litert", "keras"), default="auto")
+
+
+def _labelled_images(args, classifier):
+    """(image ids, paths, true labels) from --data/--split or --images/--labels."""
+    from classifier.data import DataError, find_images, lesion_split, load_split, read_metadata, resolve_images
+
+    codes = classifier.config.codes
+    if args.data:
+        records = read_metadata(args.data)
+        split_file = classifier.config.file("split")
+        if split_file is not None:
+            split = load_split(split_file)
+        else:
+            print("note: the model has no split.json; using the default lesion-grouped split", file=sys.stderr)
+            split = lesion_split(records)
+        chosen = [r for r in records if split.get(r.image_id) == args.split]
+        if not chosen:
+            raise DataError(f"no images of the {args.split} split found in {args.data}")
+        paths = resolve_images(chosen, args.data)
+        return [r.image_id for r in chosen], [paths[r.image_id] for r in chosen], [codes.index(r.dx) for r in chosen]
+    import csv
+
+    with open(args.labels, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"image_id", "dx"} <= set(rows[0]):
+        raise DataError(f"{args.labels}: needs a header with columns image_id,dx")
+    unknown = sorted({row["dx"] for row in rows} - set(codes))
+    if unknown:
+        raise DataError(f"{args.labels}: unknown diagnoses {', '.join(unknown)}; expected {', '.join(codes)}")
+    images = find_images(args.images)
+    missing = [row["image_id"] for row in rows if row["image_id"] not in images]
+    if missing:
+        raise DataError(f"{args.images}: {len(missing)} labelled image(s) not found, e.g. {', '.join(missing[:5])}")
+    return ([row["image_id"] for row in rows], [images[row["image_id"]] for row in rows],
+            [codes.index(row["dx"]) for row in rows])
 
 
 def run(args):
-    raise SystemExit("not yet")
+    if bool(args.data) == bool(args.images) or bool(args.images) != bool(args.labels):
+        print("error: give either --data DIR [--split test] or --images DIR --labels CSV", file=sys.stderr)
+        return 2
+    import numpy as np
+
+    from classifier.api import load_classifier
+    from classifier.data import DataError
+    from classifier.evaluation import mean_probabilities, predict_logits
+    from classifier.explain import energy
+    from classifier.metrics import classification_metrics
+    from classifier.model_folder import ModelFolderError
+    from classifier.preprocessing import ImageError
+    from classifier.report import write_report
+    from classifier.source import ModelSourceError
+
+    try:
+        classifier = load_classifier(args.model, args.revision, args.runtime)
+        ids, paths, labels = _labelled_images(args, classifier)
+        view_logits = predict_logits(classifier, paths, tta=args.tta)
+    except (ModelSourceError, ModelFolderError, DataError, ImageError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    y = np.array(labels)
+    config = classifier.config
+    probs = mean_probabilities(view_logits, config.temperature)
+    metrics = classification_metrics(probs, y, config.codes)
+    if config.ood_threshold is not None:
+        metrics["ood_warning_rate"] = round(float((energy(view_logits[:, 0]) > config.ood_threshold).mean()), 4)
+    title = f"Evaluation on {'the ' + args.split + ' split' if args.data else args.labels.name}"
+    report = write_report(args.out, probs, y, ids, paths, config.codes, metrics, title=title,
+                          extra_md=f"Model: `{config.folder}`; TTA: {'on' if args.tta else 'off'}; "
+                                   f"temperature {config.temperature}.",
+                          probs_uncalibrated=mean_probabilities(view_logits, 1.0))
+    print(f"report: {report}", file=sys.stderr)
+    print(json.dumps({k: v for k, v in metrics.items()}))

@@ -3,7 +3,6 @@
 from pathlib import Path
 
 
-
 def add_arguments(p):
     p.add_argument("--data", type=Path, required=True, help="HAM10000 folder: metadata CSV and images (any layout)")
     p.add_argument("--out", type=Path, default=Path("model"), help="model folder to write (default: model/)")

@@ -1,0 +1,81 @@
+"""Class-activation maps, calibration and the out-of-distribution qualifiers."""
+
+import numpy as np
+import pytest
+
+from classifier.evaluation import energy_threshold, fit_temperature
+from classifier.explain import cam_heatmap, colourfulness, energy, image_check_reasons, softmax
+from tests.conftest import lesion_like
+
+
+def corner_evidence_model():
+    """A network whose only evidence for class 1 is red: GAP + Dense on 'features', like the real head."""
+    import keras
+
+    inputs = keras.Input((64, 64, 3))
+    x = keras.layers.Conv2D(2, 4, strides=4, use_bias=False, name="conv")(inputs)
+    features = keras.layers.ReLU(name="features")(x)
+    pooled = keras.layers.GlobalAveragePooling2D()(features)
+    outputs = keras.layers.Dense(2, activation="softmax", name="predictions")(pooled)
+    model = keras.Model(inputs, outputs)
+    kernel = np.zeros((4, 4, 3, 2), np.float32)
+    kernel[:, :, 0, 0] = 1 / 16  # channel 0: redness
+    kernel[:, :, 1, 1] = 1 / 16  # channel 1: greenness
+    model.get_layer("conv").set_weights([kernel])
+    model.get_layer("predictions").set_weights([np.array([[1.0, -1.0], [-1.0, 1.0]], np.float32),
+                                                np.zeros(2, np.float32)])
+    return model
+
+
+def test_cam_peaks_where_the_evidence_is_and_logits_match_the_model():
+    from classifier.network import logits_and_cam_model
+
+    model = corner_evidence_model()
+    image = np.zeros((1, 64, 64, 3), np.float32)
+    image[0, :16, :16, 0] = 255  # red patch in the top-left corner
+    image[0, :, :, 1] = 20
+    logits, cam = logits_and_cam_model(model).predict(image, verbose=0)
+    np.testing.assert_allclose(softmax(logits), model.predict(image, verbose=0), atol=1e-5)
+    heat = cam_heatmap(cam[0], class_index=0, size=64)
+    peak = np.unravel_index(np.argmax(heat), heat.shape)
+    assert peak[0] < 20 and peak[1] < 20
+    assert heat[:24, :24].mean() > 3 * heat[32:, 32:].mean()
+
+
+def test_cam_of_the_trained_model_follows_a_moved_lesion(bundled_model_dir, ham_dir):
+    """A real lesion pasted into one corner of plain skin: the heatmap's hot spot moves with it."""
+    from PIL import Image
+
+    from classifier.api import Classifier
+
+    classifier = Classifier(bundled_model_dir)
+    size = classifier.size
+    lesion = Image.open(sorted((ham_dir / "images_center224").glob("*.jpg"))[0]).convert("RGB")
+    canvas = np.zeros((size * 2, size * 2, 3), np.uint8)
+    canvas[:] = np.asarray(lesion)[:8, :8].reshape(-1, 3).mean(axis=0)  # the photo's own skin colour
+    canvas[:size, :size] = np.asarray(lesion.resize((size, size)))
+    prediction = classifier.classify(canvas, heatmap=True)
+    heat = prediction.heatmap
+    half = size // 2
+    assert heat[:half, :half].mean() > heat[half:, half:].mean()
+
+
+def test_fit_temperature_recovers_a_known_temperature():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (4000, 7))
+    labels = np.array([rng.choice(7, p=p) for p in softmax(logits / 2.0)])
+    assert fit_temperature(logits, labels) == pytest.approx(2.0, rel=0.1)
+
+
+def test_energy_threshold_lets_the_chosen_share_through():
+    logits = np.random.default_rng(1).normal(0, 2, (1000, 7))
+    threshold = energy_threshold(logits, 0.95)
+    assert (energy(logits) > threshold).mean() == pytest.approx(0.05, abs=0.01)
+
+
+def test_image_checks_flag_uniform_and_grey_images_only():
+    assert image_check_reasons(np.full((64, 64, 3), 200, np.uint8))
+    grey = np.repeat(lesion_like(64)[..., :1], 3, axis=2)
+    assert any("colour" in r for r in image_check_reasons(grey))
+    assert image_check_reasons(lesion_like(64)) == []
+    assert colourfulness(lesion_like(64)) > colourfulness(grey)

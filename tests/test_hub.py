@@ -1,0 +1,256 @@
+"""Model source resolution against an imitation Hub (tests/hub_server.py); no network beyond 127.0.0.1.
+
+Hub calls run in a subprocess because huggingface_hub reads HF_ENDPOINT, HF_HOME and HF_HUB_OFFLINE once, when
+it is imported: a fresh interpreter per call is the honest way to vary them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from classifier import source
+from classifier.source import MODEL_FILES, ModelSourceError, resolve_model_source
+from tests.hub_server import FakeHub, commit_sha
+
+ROOT = Path(__file__).resolve().parent.parent
+REPO = "me/model"
+
+RUNNER = """
+import json, sys
+from pathlib import Path
+from classifier import source
+args = json.loads(sys.argv[1])
+try:
+    if "publish" in args:
+        print(json.dumps({"url": source.publish(Path(args["publish"]), **args["kwargs"])}))
+    else:
+        r = source.resolve_model_source(*args["resolve"])
+        print(json.dumps({"path": str(r.path), "repo_id": r.repo_id, "revision": r.revision,
+                          "commit": r.commit, "notice": r.notice}))
+except source.ModelSourceError as err:
+    print(json.dumps({"error": str(err)}))
+"""
+
+
+def model_files(tag: str) -> dict[str, bytes]:
+    """A small fake model repo; ``tag`` makes each revision's content different."""
+    return {
+        "config.json": json.dumps({"format_version": 1, "tag": tag}).encode(),
+        "model.keras": os.urandom(48),
+        "model.tflite": os.urandom(64),
+        "README.md": f"# fake model {tag}\n".encode(),
+        "split.json": b'{"test": []}',
+        "notes.txt": b"not a model file",
+    }
+
+
+@pytest.fixture
+def hub():
+    with FakeHub({REPO: {"main": model_files("main"), "v1": model_files("v1")}}) as server:
+        yield server
+
+
+@pytest.fixture
+def home(tmp_path):
+    return tmp_path / "hf_home"
+
+
+def run(hub: FakeHub, home: Path, args: dict, **env: str) -> dict:
+    """Run one call of classifier.source in a fresh interpreter with a private HF cache."""
+    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith(("HF_", "HUGGINGFACE_", "MODEL_"))}
+    clean = {k: v for k, v in clean.items() if not k.lower().endswith("_proxy")}
+    clean.update(
+        HF_HOME=str(home),
+        HF_ENDPOINT=hub.url,
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+        NO_PROXY="127.0.0.1,localhost",
+        PYTHONPATH=str(ROOT),
+    )
+    clean.update(env)
+    done = subprocess.run(
+        [sys.executable, "-c", RUNNER, json.dumps(args)], env=clean, cwd=ROOT, capture_output=True, text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "stderr": done.stderr}
+
+
+def resolve(hub: FakeHub, home: Path, *args: str | None, **env: str) -> dict:
+    return run(hub, home, {"resolve": list(args)}, **env)
+
+
+def assert_files(result: dict, files: dict[str, bytes]) -> None:
+    folder = Path(result["path"])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(MODEL_FILES)  # notes.txt is not fetched
+    for name in MODEL_FILES:
+        assert (folder / name).read_bytes() == files[name]
+
+
+def test_cold_cache_downloads_the_model_files(hub, home):
+    result = resolve(hub, home, REPO)
+    files = hub.repos[REPO]["main"]
+    assert result["repo_id"] == REPO and result["revision"] is None and result["notice"] is None
+    assert result["commit"] == commit_sha(REPO, files)
+    assert Path(result["path"]).is_relative_to(home)
+    assert_files(result, files)
+    assert f"/api/models/{REPO}/revision/main" in hub.paths("GET")
+    assert f"/{REPO}/resolve/{result['commit']}/notes.txt" not in hub.paths()
+
+
+@pytest.mark.parametrize("fault", ["down", "http500"])
+def test_warm_cache_is_used_when_the_hub_fails(hub, home, fault):
+    first = resolve(hub, home, REPO)
+    if fault == "down":
+        hub.down = True
+    else:
+        hub.fail_with_status = 500
+    second = resolve(hub, home, REPO)
+    assert second["path"] == first["path"] and second["commit"] == first["commit"]
+    assert "Hub unreachable" in second["notice"] and f"cached copy of {REPO}@main" in second["notice"]
+    assert_files(second, hub.repos[REPO]["main"])
+
+
+def test_offline_mode_uses_the_warm_cache_without_requests(hub, home):
+    first = resolve(hub, home, REPO, "v1")
+    count = len(hub.requests)
+    second = resolve(hub, home, REPO, "v1", HF_HUB_OFFLINE="1")
+    assert second["path"] == first["path"]
+    assert "offline mode" in second["notice"] and f"{REPO}@v1" in second["notice"]
+    assert len(hub.requests) == count
+
+
+def test_cold_cache_and_hub_down_is_a_clear_error(hub, home):
+    hub.down = True
+    message = resolve(hub, home, REPO, "v1")["error"]
+    assert f"{REPO}@v1" in message and "not in the local Hugging Face cache" in message
+    assert "MODEL_ID" in message and "connect" in message
+
+
+def test_offline_mode_with_cold_cache_is_a_clear_error(hub, home):
+    message = resolve(hub, home, REPO, HF_HUB_OFFLINE="1")["error"]
+    assert f"{REPO}@main" in message and "HF_HUB_OFFLINE" in message
+    assert hub.requests == []
+
+
+def test_unknown_repo(hub, home):
+    message = resolve(hub, home, "me/missing")["error"]
+    assert "model repo me/missing (revision main) not found on the Hub" in message and "HF_TOKEN" in message
+
+
+def test_unknown_revision(hub, home):
+    message = resolve(hub, home, REPO, "nope")["error"]
+    assert "revision 'nope' of model repo me/model not found" in message and "MODEL_REVISION" in message
+
+
+def test_http_500_with_cold_cache_is_a_clear_error(hub, home):
+    hub.fail_with_status = 500
+    message = resolve(hub, home, REPO)["error"]
+    assert f"{REPO}@main" in message and "HTTP 500" in message and "not in the local Hugging Face cache" in message
+
+
+def test_truncated_download_leaves_no_complete_looking_file(hub, home):
+    hub.truncate_downloads = True
+    message = resolve(hub, home, REPO)["error"]
+    assert f"{REPO}@main" in message and "not in the local Hugging Face cache" in message
+    files = hub.repos[REPO]["main"]
+    snapshot = home / "hub" / "models--me--model" / "snapshots" / commit_sha(REPO, files)
+    left = [p for p in snapshot.rglob("*") if p.is_file()] if snapshot.exists() else []
+    assert left == []
+    blobs = home / "hub" / "models--me--model" / "blobs"
+    assert not blobs.exists() or list(blobs.iterdir()) == []
+    assert hub.paths("GET").count(f"/{REPO}/resolve/{commit_sha(REPO, files)}/model.tflite") == 2  # cut, retried
+
+
+def test_revision_pinning(hub, home):
+    main, v1 = resolve(hub, home, REPO), resolve(hub, home, REPO, "v1")
+    assert main["commit"] != v1["commit"] and main["path"] != v1["path"]
+    assert_files(main, hub.repos[REPO]["main"])
+    assert_files(v1, hub.repos[REPO]["v1"])
+    pinned = resolve(hub, home, REPO, v1["commit"])  # a commit sha works too
+    assert pinned["commit"] == v1["commit"] and pinned["path"] == v1["path"]
+
+
+def test_model_id_and_model_revision_from_environment(hub, home):
+    result = resolve(hub, home, MODEL_ID=REPO, MODEL_REVISION="v1")
+    assert result["repo_id"] == REPO and result["revision"] == "v1"
+    assert_files(result, hub.repos[REPO]["v1"])
+
+
+def test_publish_uploads_the_model_files(hub, home, tmp_path):
+    folder = tmp_path / "trained"
+    folder.mkdir()
+    files = model_files("published")
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    kwargs = {"repo_id": "me/new", "token": "hf_fake_test_token", "private": True, "revision": None}
+    url = run(hub, home, {"publish": str(folder), "kwargs": kwargs})["url"]
+    assert hub.created["me/new"]["visibility"] == "private"
+    published = hub.repos["me/new"]["main"]
+    assert sorted(published) == sorted(MODEL_FILES)
+    assert all(published[name] == files[name] for name in MODEL_FILES)
+    assert url == f"{hub.url}/me/new/commit/{commit_sha('me/new', published)}"
+    assert "/api/repos/create" in hub.paths("POST") and "/api/models/me/new/commit/main" in hub.paths("POST")
+    posts = [headers for headers, (method, _) in zip(hub.headers, hub.requests, strict=True) if method == "POST"]
+    assert posts and all(headers.get("authorization") == "<redacted>" for headers in posts)
+    # to a branch, then read back through the resolver
+    kwargs["revision"] = "v2"
+    run(hub, home, {"publish": str(folder), "kwargs": kwargs})
+    assert "/api/models/me/new/branch/v2" in hub.paths("POST")
+    assert_files(resolve(hub, home, "me/new", "v2"), files)
+
+
+def test_publish_failure_is_clear_and_does_not_leak_the_token(hub, home, tmp_path):
+    (tmp_path / "config.json").write_text('{"format_version": 1}')
+    hub.fail_with_status = 403
+    kwargs = {"repo_id": "me/new", "token": "hf_secret_test_token"}
+    result = run(hub, home, {"publish": str(tmp_path), "kwargs": kwargs})
+    assert "publishing to model repo me/new failed (HTTP 403)" in result["error"] and "HF_TOKEN" in result["error"]
+    assert "hf_secret_test_token" not in result["error"] + result["stderr"]
+
+
+def test_publish_requires_config_json(tmp_path):
+    (tmp_path / "model.keras").write_bytes(b"x")
+    with pytest.raises(ModelSourceError, match="no config.json"):
+        source.publish(tmp_path, "me/new")
+
+
+def test_local_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "my model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"format_version": 1}')
+    monkeypatch.setenv("MODEL_REVISION", "v1")  # ignored for a local folder
+    for given in (folder, str(folder)):
+        result = resolve_model_source(given)
+        assert result.path == folder.resolve() and result.repo_id is None and result.revision is None
+        assert result.commit is None and result.notice is None
+    monkeypatch.setenv("MODEL_ID", str(folder))
+    assert resolve_model_source().path == folder.resolve()
+
+
+def test_default_folder_when_nothing_is_set(tmp_path, monkeypatch):
+    monkeypatch.delenv("MODEL_ID", raising=False)
+    monkeypatch.delenv("MODEL_REVISION", raising=False)
+    (tmp_path / "config.json").write_text("{}")
+    monkeypatch.setattr(source, "DEFAULT_MODEL_DIR", tmp_path)
+    assert resolve_model_source().path == tmp_path.resolve()
+    monkeypatch.setattr(source, "DEFAULT_MODEL_DIR", tmp_path / "missing")
+    with pytest.raises(ModelSourceError, match="does not exist"):
+        resolve_model_source()
+
+
+@pytest.mark.parametrize("given", ["./nope", "/no/such/folder", "~/no-such-model", "a/b/c", "not a repo", "noslash"])
+def test_nonexistent_path_is_a_clear_error(given, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(ModelSourceError, match="does not exist"):
+        resolve_model_source(given)
+
+
+def test_folder_without_config_is_refused(tmp_path):
+    with pytest.raises(ModelSourceError, match="no config.json"):
+        resolve_model_source(tmp_path)

@@ -1,0 +1,61 @@
+"""A one-epoch smoke training on generated images, end to end: train, stop, resume, model folder."""
+
+import csv
+import json
+
+import numpy as np
+from PIL import Image
+
+from classifier.labels import CODES
+from tests.conftest import lesion_like
+
+
+def make_dataset(folder, per_class=6):
+    (folder / "HAM10000_images_part_1").mkdir(parents=True)
+    with open(folder / "HAM10000_metadata.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"])
+        for c, code in enumerate(CODES):
+            for i in range(per_class):
+                image_id = f"ISIC_{c}{i:05d}"
+                writer.writerow([f"HAM_{c}{i:05d}", image_id, code, "histo", 40 + i, "female", "back"])
+                tint = np.array([c * 30, 0, 0], dtype=np.int16)
+                image = (lesion_like(80, seed=c * 100 + i).astype(np.int16) + tint).clip(0, 255).astype(np.uint8)
+                Image.fromarray(image).resize((200, 150)).save(folder / "HAM10000_images_part_1" / f"{image_id}.jpg")
+
+
+def test_train_one_epoch_then_resume_and_write_a_servable_model_folder(tmp_path):
+    from classifier.api import Classifier
+    from classifier.model_folder import read_config
+    from classifier.train import train
+
+    make_dataset(tmp_path / "data")
+    work, out = tmp_path / "run", tmp_path / "model"
+    train(tmp_path / "data", out, epochs=1, work_dir=work, size=64, batch_size=8, imagenet=False)
+    history = [json.loads(line) for line in (work / "history.jsonl").read_text().splitlines()]
+    assert len(history) == 1 and {"val_accuracy", "val_balanced_accuracy", "lr"} <= set(history[0])
+    assert (work / "last.keras").is_file() and (work / "best.weights.h5").is_file()
+    assert "epoch 1 step 0" in (work / "train.log").read_text()
+
+    train(tmp_path / "data", out, epochs=2, work_dir=work, resume=True)  # picks up after epoch 1
+    history = [json.loads(line) for line in (work / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2]
+
+    config = read_config(out)
+    metrics = config.raw["metrics"]
+    assert config.input_size == 64 and metrics["n"] == len(json.loads((out / "split.json").read_text())["test"])
+    assert 0.05 <= config.temperature <= 20 and config.ood_threshold is not None
+    assert "## Measured on the lesion-grouped test split" in (out / "README.md").read_text()
+    prediction = Classifier(out).classify(lesion_like(100))
+    assert len(prediction.probabilities) == 7
+
+
+def test_a_finished_run_is_not_overwritten_by_accident(tmp_path):
+    import pytest
+
+    from classifier.train import train
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "state.json").write_text("{}")
+    with pytest.raises(SystemExit, match="--resume"):
+        train(tmp_path / "data", tmp_path / "model", work_dir=tmp_path / "run")
