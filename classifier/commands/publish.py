@@ -1,9 +1,27 @@
-"""``python -m classifier publish``."""
+"""``python -m classifier publish``: upload the model folder to a Hugging Face Hub model repo."""
+
+import os
+import sys
+from pathlib import Path
 
 
 def add_arguments(p):
-    pass
+    p.add_argument("--repo", required=True, help="Hub model repo id, OWNER/NAME (created if missing)")
+    p.add_argument("--folder", type=Path, default=Path("model"), help="model folder to upload (default: model/)")
+    p.add_argument("--revision", help="branch to upload to (default: main)")
+    p.add_argument("--private", action="store_true", help="create the repo as private")
 
 
 def run(args):
-    raise SystemExit("not yet")
+    from classifier.model_folder import ModelFolderError, read_config
+    from classifier.source import ModelSourceError, publish
+
+    try:
+        read_config(args.folder)  # never publish a folder that would not load
+        url = publish(args.folder, args.repo, token=os.environ.get("HF_TOKEN"), private=args.private,
+                      revision=args.revision)
+    except (ModelFolderError, ModelSourceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"published {args.folder} to {args.repo}: {url}")
+    print(f"serve it with: MODEL_ID={args.repo} python app.py")
