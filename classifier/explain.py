@@ -10,6 +10,7 @@ from PIL import Image
 # are coloured, textured skin: a near-uniform picture or one without colour is not one of them.
 MIN_PIXEL_STD = 6.0
 MIN_COLOURFULNESS = 6.0
+MAX_NEIGHBOUR_DIFFERENCE = 20.0  # mean |difference| of adjacent pixels: noise, not a photograph of skin
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -37,10 +38,13 @@ def colourfulness(image: np.ndarray) -> float:
 def image_check_reasons(image: np.ndarray) -> list[str]:
     """Reasons, readable by a person, why a prepared image does not look dermatoscopic."""
     reasons = []
-    if image.std() < MIN_PIXEL_STD:
+    pixels = image.astype(np.float32)
+    if pixels.reshape(-1, 3).std(axis=0).max() < MIN_PIXEL_STD:
         reasons.append("the image is almost uniform (no lesion or skin texture visible)")
-    if colourfulness(image) < MIN_COLOURFULNESS:
+    elif colourfulness(image) < MIN_COLOURFULNESS:
         reasons.append("the image has almost no colour (dermatoscopic images are colour photographs of skin)")
+    if np.abs(np.diff(pixels, axis=1)).mean() > MAX_NEIGHBOUR_DIFFERENCE:
+        reasons.append("the image looks like noise rather than a photograph")
     return reasons
 
 
