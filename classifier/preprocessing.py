@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-import warnings
+import re
 from pathlib import Path
 
 import numpy as np
@@ -29,33 +29,35 @@ def load_image(source, draft_size: int | None = None) -> Image.Image:
     16-bit images are scaled to 8 bits. ``draft_size`` lets large JPEGs decode at a reduced
     scale that still covers that many pixels per side.
     """
+    prefix = ""
     if isinstance(source, Image.Image):
         image = source
     elif isinstance(source, np.ndarray):
         image = _from_array(source)
     else:
-        image = _open(source)
+        image, name = _open(source)
+        prefix = f"{name}: "
     if image.width * image.height > MAX_PIXELS:
-        raise ImageError(f"image is too large ({image.width}x{image.height}); at most {MAX_PIXELS:,} pixels")
-    if draft_size and image.format == "JPEG":
-        image.draft("RGB", (draft_size, draft_size))
+        raise ImageError(f"{prefix}image is too large ({image.width}x{image.height}); at most {MAX_PIXELS:,} pixels")
     try:
-        image.seek(0)
-    except (AttributeError, EOFError, ValueError):
-        pass
-    try:
+        if draft_size and image.format == "JPEG":
+            image.draft("RGB", (draft_size, draft_size))
+        try:
+            image.seek(0)
+        except (AttributeError, EOFError, ValueError):
+            pass
         image = ImageOps.exif_transpose(image)
         image = _to_rgb(image)
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageError(f"could not decode the image ({exc}); is the file complete?") from exc
+    except Exception as exc:  # decoders raise many types (OSError, SyntaxError, struct.error, ...) for bad data
+        raise ImageError(f"{prefix}could not decode the image ({exc}); the file is truncated or corrupted") from exc
     if min(image.size) < MIN_SIDE:
         raise ImageError(
-            f"image is too small ({image.width}x{image.height}); each side needs at least {MIN_SIDE} pixels"
+            f"{prefix}image is too small ({image.width}x{image.height}); each side needs at least {MIN_SIDE} pixels"
         )
     return image
 
 
-def _open(source) -> Image.Image:
+def _open(source) -> tuple[Image.Image, str]:
     if isinstance(source, (bytes, bytearray, memoryview)):
         data, name = bytes(source), "upload"
     elif isinstance(source, (str, Path)):
@@ -72,16 +74,33 @@ def _open(source) -> Image.Image:
     if len(data) > MAX_BYTES:
         raise ImageError(f"{name}: file is larger than {MAX_BYTES // 2**20} MB")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"{name}: image is too large ({exc})") from exc
+        # Pillow warns above MAX_IMAGE_PIXELS (load_image then refuses the image) and raises above twice that.
+        # No warnings.catch_warnings here: it changes process-wide state and is not thread-safe.
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        shown = f"{int(pixels.group(1)):,} pixels" if pixels else str(exc)
+        raise ImageError(f"{name}: image is too large ({shown}); at most {MAX_PIXELS:,} pixels") from exc
     except UnidentifiedImageError as exc:
-        raise ImageError(f"{name}: not an image in a supported format (JPEG, PNG, WebP, TIFF, BMP, GIF)") from exc
+        raise ImageError(f"{name}: {_not_an_image(data)}") from exc
+    except Exception as exc:  # a recognised header with broken data behind it
+        raise ImageError(f"{name}: could not read the image ({exc}); the file is truncated or corrupted") from exc
     if image.format not in ACCEPTED_FORMATS:
         raise ImageError(f"{name}: {image.format} images are not supported; use JPEG, PNG, WebP, TIFF, BMP or GIF")
-    return image
+    return image, name
+
+
+def _not_an_image(data: bytes) -> str:
+    """Why unrecognised bytes are not an image, in words."""
+    head = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if head.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or b"<html" in head:
+        return "this is a web page (HTML), not an image; save the picture itself, not the page"
+    if head.startswith(b"%pdf"):
+        return "this is a PDF document, not an image"
+    text = data[:4096].decode("utf-8", errors="replace")[:-4]  # the cut may split a character
+    if text.strip() and "\x00" not in text and "\ufffd" not in text:
+        return "this is a text file, not an image"
+    return "not an image in a supported format (JPEG, PNG, WebP, TIFF, BMP, GIF)"
 
 
 def _from_array(array: np.ndarray) -> Image.Image:
@@ -89,10 +108,12 @@ def _from_array(array: np.ndarray) -> Image.Image:
         array = array[:, :, 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
         raise ImageError(f"an image array must be HxW, HxWx3 or HxWx4, not {array.shape}")
+    if array.dtype == np.uint16:
+        array = array / 257.0  # 16-bit -> 8-bit, as for 16-bit files
+    elif array.dtype != np.uint8 and np.issubdtype(array.dtype, np.floating) and array.size and array.max() <= 1.0:
+        array = array * 255.0
     if array.dtype != np.uint8:
-        if np.issubdtype(array.dtype, np.floating) and array.size and array.max() <= 1.0:
-            array = array * 255.0
-        array = np.clip(array, 0, 255).astype(np.uint8)
+        array = np.clip(np.nan_to_num(array.astype(np.float64)), 0, 255).round().astype(np.uint8)
     return Image.fromarray(array)
 
 
@@ -100,10 +121,9 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image, dtype=np.float64)
         scale = 65535.0 if array.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(array / scale * 255.0, 0, 255).astype(np.uint8))
-    if image.mode == "P":
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "RGBa", "La"):
+        image = Image.fromarray(np.clip(array / scale * 255.0, 0, 255).round().astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        # also palette and colour-key (tRNS) transparency
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
         image = Image.alpha_composite(background, rgba)

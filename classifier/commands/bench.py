@@ -1,9 +1,40 @@
 """``python -m classifier bench``."""
 
+import sys
+from pathlib import Path
+
 
 def add_arguments(p):
-    pass
+    p.add_argument("--model", help="model folder or Hub repo id (default: MODEL_ID, else model/)")
+    p.add_argument("--images", type=Path, help="folder of JPEGs (default: the HAM10000 600x450 copy if present, "
+                   "else generated 600x450 JPEGs)")
+    p.add_argument("--runs", type=int, default=100, help="timed single-image runs (default: 100)")
+    p.add_argument("--cold-runs", type=int, default=3, help="new processes per cold-start measurement (default: 3)")
+    p.add_argument("--max-images", type=int, default=256, help="at most this many images from --images")
 
 
 def run(args):
-    raise SystemExit("not yet")
+    import json
+
+    from classifier.bench import bench, table
+    from classifier.model_folder import ModelFolderError
+    from classifier.source import ModelSourceError
+
+    if args.runs < 1 or args.cold_runs < 1 or args.max_images < 1:
+        print("error: --runs, --cold-runs and --max-images must be at least 1", file=sys.stderr)
+        return 2
+    if args.images is not None and not args.images.is_dir():
+        print(f"error: --images {args.images} is not a folder", file=sys.stderr)
+        return 2
+
+    def log(message):
+        print(message, file=sys.stderr, flush=True)
+
+    try:
+        results = bench(args.model, args.images, args.runs, args.cold_runs, args.max_images, log=log)
+    except (ModelSourceError, ModelFolderError, ImportError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(table(results))
+    print(json.dumps(results))
+    return 0

@@ -1,0 +1,270 @@
+"""Load test of the Gradio app: many concurrent gradio_client clients for a fixed time, on 127.0.0.1 only.
+
+    python scripts/load_test.py --model model --clients 50 --seconds 60     # starts app.py, stops it after
+    python scripts/load_test.py --url http://127.0.0.1:7860/ --pid 1234     # an app that is already running
+
+Reports requests, errors, p50/p95/max latency, throughput and the server's RSS (VmRSS of /proc/PID/status,
+sampled every second: start, end, max). Not part of the test suite. Bounded: it stops after --seconds
+(requests in flight get --request-timeout more) or --max-requests, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+HAM_IMAGES = Path(os.environ.get("HAM10000_DIR", ROOT.parent / "shared" / "data" / "ham10000")) / "images_600x450"
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--model", help="start app.py with this model folder or Hub repo id (default: its default)")
+    target.add_argument("--url", help="load an app that is already running at this 127.0.0.1 URL")
+    p.add_argument("--pid", type=int, help="with --url: the server's process id, to sample its RSS")
+    p.add_argument("--port", type=int, help="port for the started app (default: a free one)")
+    p.add_argument("--clients", type=int, default=50, help="concurrent clients (default: 50)")
+    p.add_argument("--seconds", type=float, default=60, help="how long to send requests (default: 60)")
+    p.add_argument("--max-requests", type=int, default=20_000, help="stop after this many requests in all")
+    p.add_argument("--request-timeout", type=float, default=60, help="seconds before a request counts as failed")
+    p.add_argument("--startup-timeout", type=float, default=180, help="seconds to wait for the started app")
+    p.add_argument("--api-name", default="/classify", help="endpoint (default: /classify; see app.py)")
+    p.add_argument("--images", type=Path, help="folder of JPEGs (default: HAM10000 600x450 copy, else generated)")
+    p.add_argument("--image-count", type=int, default=8, help="distinct images to send (default: 8)")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--tta", action="store_true", help="ask for test-time augmentation")
+    p.add_argument("--heatmap-class", default="predicted", help="heatmap class argument (default: predicted)")
+    args = p.parse_args(argv)
+    if args.url and urlparse(args.url).hostname not in LOCAL_HOSTS:
+        p.error("--url must point at 127.0.0.1 (this script only loads a local app)")
+    if args.clients < 1 or args.seconds <= 0 or args.max_requests < 1:
+        p.error("--clients, --seconds and --max-requests must be positive")
+    return args
+
+
+def pick_images(folder: Path | None, count: int, tmp: Path) -> list[Path]:
+    """A few real JPEGs, or generated 600x450 ones when there are none."""
+    folder = folder or (HAM_IMAGES if HAM_IMAGES.is_dir() else None)
+    if folder is not None:
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))[:count]
+        if paths:
+            return paths
+    from PIL import Image
+
+    paths = []
+    for seed in range(count):
+        rng = np.random.default_rng(seed)
+        yy, xx = np.mgrid[0:150, 0:200]
+        blob = np.exp(-(((yy - 75) ** 2 + (xx - 100) ** 2) / (2 * 25.0**2)))[..., None]
+        image = [225.0, 170.0, 150.0] * (1 - blob) + [110.0, 60.0, 45.0] * blob + rng.normal(0, 8, (150, 200, 3))
+        paths.append(tmp / f"generated_{seed}.jpg")
+        Image.fromarray(image.clip(0, 255).astype(np.uint8)).resize((600, 450)).save(paths[-1], quality=90)
+    return paths
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(model: str | None, port: int, timeout: float, log_path: Path) -> subprocess.Popen:
+    """Start app.py on 127.0.0.1 and wait until its page answers."""
+    command = [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)]
+    if model:
+        command += ["--model", model]
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
+           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"app.py exited with {server.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+                if response.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.5)
+    stop(server)
+    raise RuntimeError(f"app.py did not answer within {timeout:.0f} s:\n{log_path.read_text()[-3000:]}")
+
+
+def stop(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(5)
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+class RssSampler(threading.Thread):
+    """VmRSS of one process, once a second, until stopped."""
+
+    def __init__(self, pid: int | None):
+        super().__init__(daemon=True)
+        self.pid, self.samples, self.done = pid, [], threading.Event()
+
+    def run(self):
+        while self.pid and not self.done.is_set():
+            value = rss_mb(self.pid)
+            if value is not None:
+                self.samples.append(value)
+            self.done.wait(1.0)
+
+    def summary(self) -> dict:
+        if not self.samples:
+            return {"start_mb": None, "end_mb": None, "max_mb": None, "samples": 0}
+        return {"start_mb": round(self.samples[0], 1), "end_mb": round(self.samples[-1], 1),
+                "max_mb": round(max(self.samples), 1), "samples": len(self.samples)}
+
+
+class Load:
+    """Shared counters for the client threads."""
+
+    def __init__(self, max_requests: int, deadline: float):
+        self.lock = threading.Lock()
+        self.latencies, self.errors, self.messages = [], 0, []
+        self.started, self.max_requests, self.deadline = 0, max_requests, deadline
+
+    def take(self) -> bool:
+        with self.lock:
+            if time.time() >= self.deadline or self.started >= self.max_requests:
+                return False
+            self.started += 1
+            return True
+
+    def record(self, seconds: float, error: str | None) -> None:
+        with self.lock:
+            self.latencies.append(seconds)
+            if error is not None:
+                self.errors += 1
+                if len(self.messages) < 5 and error not in self.messages:
+                    self.messages.append(error)
+
+
+def client_loop(url: str, load: Load, images: list[Path], offset: int, args) -> None:
+    from gradio_client import Client, handle_file
+
+    try:
+        client = Client(url, verbose=False, download_files=False, analytics_enabled=False)
+    except Exception as exc:  # a client that cannot connect counts once as an error
+        load.record(0.0, f"connect: {type(exc).__name__}: {exc}")
+        return
+    i = offset
+    while load.take():
+        image = images[i % len(images)]
+        i += 1
+        started = time.perf_counter()
+        error = None
+        try:
+            job = client.submit(handle_file(str(image)), args.top_k, args.tta, args.heatmap_class,
+                                api_name=args.api_name)
+            outputs = job.result(timeout=args.request_timeout)
+            if isinstance(outputs, (list, tuple)) and outputs and outputs[-1] is None:
+                error = f"no result: {outputs[0]}"  # /classify reports bad input in its first output
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"[:300]
+        load.record(time.perf_counter() - started, error)
+
+
+def run_load(url: str, pid: int | None, images: list[Path], args) -> dict:
+    sampler = RssSampler(pid)
+    sampler.start()
+    started = time.time()
+    load = Load(args.max_requests, started + args.seconds)
+    threads = [threading.Thread(target=client_loop, args=(url, load, images, n, args), daemon=True)
+               for n in range(args.clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:  # in-flight requests get request_timeout more; then we stop waiting
+        thread.join(max(started + args.seconds + args.request_timeout + 10 - time.time(), 0.1))
+    elapsed = time.time() - started
+    sampler.done.set()
+    sampler.join(2)
+    with load.lock:
+        latencies = np.asarray(load.latencies) * 1000
+        finished = len(load.latencies)
+        return {
+            "url": url, "endpoint": args.api_name, "clients": args.clients, "seconds": round(elapsed, 1),
+            "requests": finished, "errors": load.errors, "unfinished": load.started - finished,
+            "throughput_per_s": round((finished - load.errors) / elapsed, 2),
+            "latency_ms": {"p50": round(float(np.percentile(latencies, 50)), 1) if finished else None,
+                           "p95": round(float(np.percentile(latencies, 95)), 1) if finished else None,
+                           "max": round(float(latencies.max()), 1) if finished else None},
+            "server_rss": sampler.summary(), "server_pid": pid, "error_examples": list(load.messages),
+        }
+
+
+def report(results: dict) -> str:
+    lat, rss = results["latency_ms"], results["server_rss"]
+    lines = [
+        f"{results['clients']} clients for {results['seconds']} s against {results['url']} ({results['endpoint']})",
+        f"requests {results['requests']}, errors {results['errors']}, unfinished {results['unfinished']}, "
+        f"throughput {results['throughput_per_s']} successful requests/s",
+        f"latency ms: p50 {lat['p50']}, p95 {lat['p95']}, max {lat['max']}",
+        f"server RSS MB (pid {results['server_pid']}): start {rss['start_mb']}, end {rss['end_mb']}, "
+        f"max {rss['max_mb']} ({rss['samples']} samples)",
+    ]
+    lines += [f"error example: {m}" for m in results["error_examples"]]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    with tempfile.TemporaryDirectory() as tmp:
+        images = pick_images(args.images, args.image_count, Path(tmp))
+        server = None
+        if args.url:
+            url, pid = args.url if args.url.endswith("/") else args.url + "/", args.pid
+        else:
+            port = args.port or free_port()
+            print(f"starting app.py on 127.0.0.1:{port} ...", file=sys.stderr, flush=True)
+            try:
+                server = start_app(args.model, port, args.startup_timeout, Path(tmp) / "app.log")
+            except RuntimeError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            url, pid = f"http://127.0.0.1:{port}/", server.pid
+        try:
+            print(f"{args.clients} clients for {args.seconds:g} s, {len(images)} images ...", file=sys.stderr,
+                  flush=True)
+            results = run_load(url, pid, images, args)
+        finally:
+            if server is not None:
+                stop(server)
+    print(report(results))
+    print(json.dumps(results))
+    return 1 if results["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

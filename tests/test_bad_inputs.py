@@ -1,0 +1,211 @@
+"""Awkward and broken files (tests/bad_inputs.py) through load_image, Classifier.classify and the predict CLI.
+
+Every file is either accepted as an upright RGB image of the expected size or refused with an ImageError
+that says why, quickly and without decoding anything huge. Policies checked here:
+
+- RGBA (and palette or colour-key transparency): transparent pixels are flattened onto black, the colour
+  of a dermatoscope's vignette; opaque pixels keep their colour.
+- 16-bit images (mode I;16, or uint16 arrays) are scaled to 8 bits: 65535 -> 255, 32768 -> 128. A 16-bit
+  image whose values all stay <= 255 is taken as 8-bit data stored in 16 bits and kept as it is.
+- EXIF orientation is applied; only the first frame of an animation is used; CMYK and greyscale become RGB.
+- Formats other than JPEG, PNG, WebP, TIFF, BMP and GIF (here ICO) are refused, as are images with a side
+  under 32 pixels and images over 50 megapixels (refused from the header, before decoding).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from classifier.preprocessing import ImageError, load_image
+from tests.bad_inputs import CASES, MARK, UPRIGHT, build_corpus, exif_jpeg, rgb
+
+ROOT = Path(__file__).resolve().parents[1]
+SECONDS = 5.0  # per file, generous for a loaded machine
+NAMES = sorted(CASES)
+pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # big.png, refused anyway
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bad_inputs")
+    return folder, build_corpus(folder)
+
+
+def timed_load(path, **kwargs):
+    started = time.perf_counter()
+    try:
+        return load_image(path, **kwargs)
+    finally:
+        assert time.perf_counter() - started < SECONDS, f"{path.name} took too long"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_load_image_accepts_or_explains(corpus, name):
+    folder, cases = corpus
+    case = cases[name]
+    if case.accepted:
+        image = timed_load(folder / name)
+        assert image.mode == "RGB" and image.size == case.size
+    else:
+        with pytest.raises(ImageError) as error:
+            timed_load(folder / name)
+        assert case.message in str(error.value)
+        assert str(error.value).startswith(f"{name}: ")
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_exif_orientation_is_applied(corpus, orientation):
+    folder, _ = corpus
+    image = np.asarray(load_image(folder / f"exif{orientation}.jpg")).astype(int)
+    assert image.shape[:2] == UPRIGHT[::-1]  # (height, width): 6 and 8 are stored on their side
+    block = min(UPRIGHT) // 3
+    corners = {"top-left": image[:block, :block], "top-right": image[:block, -block:],
+               "bottom-left": image[-block:, :block], "bottom-right": image[-block:, -block:]}
+    red = {where: np.abs(pixels.mean(axis=(0, 1)) - MARK).max() < 40 for where, pixels in corners.items()}
+    assert red == {"top-left": True, "top-right": False, "bottom-left": False, "bottom-right": False}
+
+
+def test_exif_orientation_survives_reduced_jpeg_decoding(tmp_path):
+    path = tmp_path / "big6.jpg"
+    path.write_bytes(exif_jpeg(6, upright=(1200, 800)))
+    image = load_image(path, draft_size=160)
+    assert image.width > image.height >= 160 and image.width < 1200  # decoded at a reduced scale, upright
+    corner = np.asarray(image)[: image.height // 4, : image.height // 4].mean(axis=(0, 1))
+    assert np.abs(corner - MARK).max() < 40
+
+
+def test_transparent_pixels_become_black(corpus):
+    folder, _ = corpus
+    image = np.asarray(load_image(folder / "rgba.png")).astype(int)
+    assert np.abs(image[:, :40] - (200, 40, 40)).max() <= 1  # opaque half keeps its colour
+    assert image[:, 40:].max() == 0  # transparent half (white underneath) is black
+
+
+def test_sixteen_bit_is_scaled_to_eight(corpus):
+    folder, _ = corpus
+    image = np.asarray(load_image(folder / "sixteen_bit.png")).astype(int)
+    assert (image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all()
+    assert image[0, 0, 0] == 0 and image[0, -1, 0] == 255 and image[0, 50, 0] == 129  # 33098 * 255 / 65535
+    array = np.asarray(load_image(np.full((40, 40), 32768, np.uint16)))
+    assert (array == 128).all()
+
+
+def test_palette_animation_cmyk_and_grey_keep_their_colours(corpus):
+    folder, _ = corpus
+    first_frame = np.asarray(load_image(folder / "animated.gif")).astype(int)
+    assert np.abs(first_frame.mean(axis=(0, 1)) - (200, 30, 30)).max() < 8
+    for name, size in (("palette.png", (90, 70)), ("cmyk.jpg", (120, 90))):
+        expected = np.asarray(rgb(*size)).astype(int)
+        assert np.abs(np.asarray(load_image(folder / name)).astype(int) - expected).mean() < 12, name
+    grey = np.asarray(load_image(folder / "grey.jpg"))
+    assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()
+
+
+def test_whole_corpus_is_quick_and_small_in_a_fresh_process(tmp_path):
+    """Build the corpus and load every file in a new process: time and peak memory growth per file."""
+    script = """
+import json, resource, sys, time
+from pathlib import Path
+from classifier.preprocessing import ImageError, load_image
+from tests.bad_inputs import build_corpus
+peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+started = time.perf_counter()
+cases = build_corpus(Path(sys.argv[1]))
+report = {"build_s": time.perf_counter() - started, "build_mb": peak(), "files": {}}
+for name in cases:
+    before, started = peak(), time.perf_counter()
+    try:
+        load_image(Path(sys.argv[1]) / name, draft_size=320)
+    except ImageError:
+        pass
+    report["files"][name] = [time.perf_counter() - started, peak() - before]
+print(json.dumps(report))
+"""
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["build_s"] < 15 and report["build_mb"] < 300
+    for name, (seconds, grown_mb) in report["files"].items():
+        assert seconds < SECONDS and grown_mb < 50, (name, seconds, grown_mb)
+
+
+@pytest.mark.slow
+def test_classify_gives_a_prediction_or_an_image_error(corpus, tiny_model_dir):
+    from classifier.api import Classifier
+
+    folder, cases = corpus
+    classifier = Classifier(tiny_model_dir)
+    for name, case in cases.items():
+        if case.accepted:
+            prediction = classifier.classify(folder / name, top_k=2)
+            assert prediction.label in classifier.config.codes
+            assert abs(sum(p.probability for p in prediction.probabilities) - 1) < 1e-3
+        else:
+            with pytest.raises(ImageError, match=case.message.replace("(", r"\(").replace(")", r"\)")):
+                classifier.classify(folder / name)
+
+
+def run_predict(*argv) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([sys.executable, "-m", "classifier", "predict", *map(str, argv)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
+@pytest.mark.slow
+def test_cli_reports_every_file_and_goes_on(corpus, tiny_model_dir):
+    folder, cases = corpus
+    done = run_predict(folder, "--model", tiny_model_dir)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [Path(r["path"]).name for r in lines] == sorted(cases)  # one line per file, sorted
+    for record in lines:
+        case = cases[Path(record["path"]).name]
+        if case.accepted:
+            assert record["label"] in record["probabilities"] and "error" not in record
+            assert record["notice"].startswith("Research demo only")
+        else:
+            assert set(record) == {"path", "error"} and case.message in record["error"]
+
+
+@pytest.mark.slow
+def test_cli_csv_has_an_error_column(corpus, tiny_model_dir):
+    import csv
+
+    folder, cases = corpus
+    done = run_predict(folder, "--model", tiny_model_dir, "--format", "csv", "--top-k", "2")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "Research demo only" in done.stderr
+    rows = list(csv.DictReader(done.stdout.splitlines()))
+    assert len(rows) == len(cases)
+    for row in rows:
+        case = cases[Path(row["path"]).name]
+        assert bool(row["label"]) == case.accepted and bool(row["error"]) == (not case.accepted)
+        if case.accepted:
+            assert row["top2_code"] and 0 <= float(row["malignant_probability"]) <= 1
+
+
+@pytest.mark.slow
+def test_cli_exits_0_for_good_files_and_2_for_usage_and_model_errors(corpus, tiny_model_dir, tmp_path):
+    folder, _ = corpus
+    done = run_predict(folder / "good.jpg", folder / "exif6.jpg", "--model", tiny_model_dir, "--tta",
+                       "--heatmap-dir", tmp_path / "heat")
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["tta_views"] for r in records] == [4, 4]
+    assert all(Path(r["heatmap_path"]).is_file() and r["heatmap"]["grid"] for r in records)
+    assert Image.open(records[0]["heatmap_path"]).size == (64, 64)
+    for argv in ([tmp_path / "missing.jpg", "--model", tiny_model_dir],
+                 [folder, "--model", tmp_path / "no_model"],
+                 [folder, "--model", tiny_model_dir, "--top-k", "99"]):
+        done = run_predict(*argv)
+        assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith("error: ")
+        assert "Traceback" not in done.stderr and not done.stdout

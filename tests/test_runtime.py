@@ -1,0 +1,80 @@
+"""The two runtimes agree, and the serving path never imports TensorFlow."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import lesion_like
+
+ROOT = Path(__file__).resolve().parents[1]
+TOLERANCE = 1e-4  # max abs difference of calibrated probabilities
+
+
+def generated_images() -> list[np.ndarray]:
+    return [lesion_like(size, seed) for seed, size in enumerate((64, 80, 96, 120, 160, 200, 256, 300))]
+
+
+def ham_images(ham_dir: Path, count: int = 16) -> list[Path]:
+    folder = ham_dir / "images_600x450"
+    if not folder.is_dir():
+        folder = ham_dir / "images_200x150"
+    paths = sorted(folder.glob("*.jpg"))[:count]
+    if not paths:
+        pytest.skip(f"no HAM10000 images under {ham_dir}")
+    return paths
+
+
+def max_difference(folder: Path, images: list) -> float:
+    """Max abs difference between the LiteRT and Keras probabilities for the same prepared images."""
+    from classifier.api import Classifier
+
+    litert, keras = Classifier(folder, runtime="litert"), Classifier(folder, runtime="keras")
+    assert (litert.runtime.name, keras.runtime.name) == ("litert", "keras")
+    batch = np.stack([litert.prepare(image) for image in images])
+    p_litert = litert.probabilities(litert.logits(batch)[0])
+    p_keras = keras.probabilities(keras.logits(batch)[0])
+    assert p_litert.shape == p_keras.shape == (len(images), len(litert.labels))
+    return float(np.abs(p_litert - p_keras).max())
+
+
+@pytest.mark.slow
+def test_tiny_model_runtimes_agree_on_generated_images(tiny_model_dir):
+    assert max_difference(tiny_model_dir, generated_images()) <= TOLERANCE
+
+
+@pytest.mark.slow
+def test_tiny_model_runtimes_agree_on_ham10000_images(tiny_model_dir, ham_dir):
+    assert max_difference(tiny_model_dir, ham_images(ham_dir)) <= TOLERANCE
+
+
+@pytest.mark.slow
+def test_bundled_model_runtimes_agree(bundled_model_dir):
+    assert max_difference(bundled_model_dir, generated_images()) <= TOLERANCE
+
+
+@pytest.mark.slow
+def test_bundled_model_runtimes_agree_on_ham10000_images(bundled_model_dir, ham_dir):
+    assert max_difference(bundled_model_dir, ham_images(ham_dir)) <= TOLERANCE
+
+
+def test_serving_path_does_not_import_tensorflow(tiny_model_dir):
+    script = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from classifier.api import load_classifier\n"
+        "classifier = load_classifier(sys.argv[1])\n"
+        "prediction = classifier.classify(np.full((80, 80, 3), 120, np.uint8), tta=True, heatmap=True)\n"
+        "heavy = sorted(m for m in ('tensorflow', 'keras', 'torch', 'jax') if m in sys.modules)\n"
+        "print(classifier.runtime.name, prediction.label, ','.join(heavy) or '-')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "CLASSIFIER_RUNTIME"}
+    done = subprocess.run([sys.executable, "-c", script, str(tiny_model_dir)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={**env, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    runtime, label, heavy = done.stdout.split()
+    assert runtime == "litert" and label
+    assert heavy == "-", f"the serving path imported {heavy}"
