@@ -163,3 +163,14 @@ def test_served_app_on_a_real_ham10000_image(served):
                                                    api_name="/classify_json")
     assert result["label"] in CODES and len(result["top_k"]) == 3
     assert np.isclose(sum(result["probabilities"].values()), 1, atol=1e-3)
+
+
+def test_api_refuses_paths_that_were_not_uploaded(served):
+    """A client cannot make the app read a file of the server's by naming its path."""
+    import httpx
+
+    url = served.rstrip("/") + "/gradio_api/call/classify_json"
+    payload = {"data": [{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}, 3, False, "predicted"]}
+    event = httpx.post(url, json=payload, timeout=30).json()["event_id"]
+    stream = httpx.get(f"{url}/{event}", timeout=60).text
+    assert "event: error" in stream and "root:" not in stream and "probabilities" not in stream

@@ -1,0 +1,37 @@
+"""The shipped model: it loads from model/, and `evaluate` reproduces the figures in its card."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def test_bundled_model_folder_is_valid_and_card_carries_its_metrics(bundled_model_dir):
+    from classifier.model_folder import read_config
+
+    config = read_config(bundled_model_dir)
+    test = config.raw["metrics"]["test"]
+    card = (bundled_model_dir / "README.md").read_text()
+    assert f"| accuracy | {test['accuracy']:.3f} |" in card
+    assert f"| melanoma recall | {test['melanoma_recall']:.3f} |" in card
+    assert config.raw["files"]["split"]["path"] == "split.json"
+
+
+def test_evaluate_on_the_test_split_reproduces_the_model_card(bundled_model_dir, ham_dir, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "classifier", "evaluate", "--model", str(bundled_model_dir), "--data", str(ham_dir),
+         "--split", "test", "--out", str(tmp_path / "report")],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    recorded = json.loads((bundled_model_dir / "config.json").read_text())["metrics"]["test"]
+    for key in ("n", "accuracy", "balanced_accuracy", "macro_f1", "macro_auc", "melanoma_recall", "nll", "ece"):
+        assert measured[key] == pytest.approx(recorded[key], abs=2e-4), key
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "confident" in report.lower()
+    for name in ("confusion_matrix.png", "roc_curves.png", "reliability.png", "per_class_prf.png"):
+        assert (tmp_path / "report" / name).is_file()
