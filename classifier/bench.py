@@ -230,3 +230,29 @@ def bench(source: str | None, images: Path | None, runs: int, cold_runs: int, ma
     with tempfile.TemporaryDirectory() as tmp:
         log(f"no HAM10000 images at {DEFAULT_IMAGES}: generating 600x450 JPEGs")
         return run_bench(folder, generate_images(Path(tmp)), runs, cold_runs, log)
+
+
+def write_to_model_folder(results: dict) -> None:
+    """Record the headline figures in the benchmarked model folder's config.json and model card."""
+    import platform
+
+    from classifier.card import write_model_card
+    from classifier.model_folder import read_config, write_config
+
+    folder = Path(results["model"])
+    raw = read_config(folder).raw
+    s, n = results["serving"], results["naive"]
+    raw.setdefault("metrics", {})["latency"] = {
+        "measured_with": "python -m classifier bench --model model",
+        "machine": f"{results['cpus']} CPU cores ({platform.machine()})",
+        "images": results["images"],
+        "p50_ms": s["single"]["p50_ms"], "p95_ms": s["single"]["p95_ms"],
+        "tta_p50_ms": s["single_tta"]["p50_ms"], "tta_p95_ms": s["single_tta"]["p95_ms"],
+        "images_per_s": s["images_per_s"], "cold_start_s": s["cold_start"]["seconds"],
+        "peak_rss_mb": round(s["cold_start"]["peak_rss_mb"]),
+        "naive_p50_ms": n["single"]["p50_ms"], "naive_p95_ms": n["single"]["p95_ms"],
+        "naive_images_per_s": n["images_per_s"], "naive_cold_start_s": n["cold_start"]["seconds"],
+        "naive_peak_rss_mb": round(n["cold_start"]["peak_rss_mb"]),
+    }
+    write_config(folder, raw)
+    write_model_card(folder)

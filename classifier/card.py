@@ -98,11 +98,32 @@ def render_model_card(config: dict) -> str:
         if ood.get("energy_threshold") is not None:
             lines += ["", "### Out-of-distribution warning", "",
                       f"Energy score -logsumexp(logits) above {ood['energy_threshold']} (the validation split's "
-                      "95th percentile), or a near-uniform or colourless image, raises a warning shown above the "
-                      f"probabilities. False-alarm rate on the test split: "
+                      "95th percentile), or a near-uniform, colourless or noise-like image, raises a warning shown above the "
+                      "probabilities. False-alarm rate of the energy score alone on the test split: "
                       f"{_fmt(metrics.get('ood_false_alarm_rate_test'))}."]
-        if metrics.get("extra_md"):
-            lines += ["", metrics["extra_md"]]
+        foreign = metrics.get("ood", {})
+        if foreign:
+            lines += ["", f"Measured by `{foreign.get('measured_with')}`: warning raised on "
+                      f"{_fmt(foreign.get('foreign_detection_rate'))} of {foreign.get('foreign_images')} clearly "
+                      "foreign images (scikit-image's photos, a clinical photo from PyPI dermapred, solid colours, "
+                      "noise, a text screenshot) — by the energy score on "
+                      f"{_fmt(foreign.get('foreign_detected_by_energy'))}, by the image checks on "
+                      f"{_fmt(foreign.get('foreign_detected_by_image_checks'))}; false alarms "
+                      f"on the {foreign.get('test_split_images')} test-split images (energy or image checks): "
+                      f"{_fmt(foreign.get('test_split_false_alarm_rate'))}. Missed: "
+                      f"{', '.join(foreign.get('missed', [])) or 'none'}."]
+    speed = metrics.get("latency")
+    if speed:
+        lines += ["", "## Speed", "", f"Measured by `{speed['measured_with']}` on {speed['machine']}, "
+                  f"{speed['images']} 600x450 JPEGs, end to end (decode + preprocess + inference):", "",
+                  "| | serving (LiteRT) | naive Keras `model.predict` |", "| --- | --- | --- |",
+                  f"| single image p50 / p95 (ms) | {speed['p50_ms']} / {speed['p95_ms']} | "
+                  f"{speed['naive_p50_ms']} / {speed['naive_p95_ms']} |",
+                  f"| single image with TTA p50 / p95 (ms) | {speed['tta_p50_ms']} / {speed['tta_p95_ms']} | |",
+                  f"| batch throughput (images/s) | {speed['images_per_s']} | {speed['naive_images_per_s']} |",
+                  f"| cold start, new process to first prediction (s) | {speed['cold_start_s']} | "
+                  f"{speed['naive_cold_start_s']} |",
+                  f"| peak RSS (MB) | {speed['peak_rss_mb']} | {speed['naive_peak_rss_mb']} |"]
     lines += ["", "## Training", "",
               "- Split: `split.json`, lesion-grouped (no lesion on two sides), stratified by diagnosis, "
               "70/15/15 train/validation/test, seed recorded in the file.",

@@ -11,6 +11,7 @@ def add_arguments(p):
     p.add_argument("--runs", type=int, default=100, help="timed single-image runs (default: 100)")
     p.add_argument("--cold-runs", type=int, default=3, help="new processes per cold-start measurement (default: 3)")
     p.add_argument("--max-images", type=int, default=256, help="at most this many images from --images")
+    p.add_argument("--write", action="store_true", help="store the figures in the model folder's config and card")
 
 
 def run(args):
@@ -37,4 +38,8 @@ def run(args):
         return 2
     print(table(results))
     print(json.dumps(results))
+    if args.write:
+        from classifier.bench import write_to_model_folder
+
+        write_to_model_folder(results)
     return 0
