@@ -98,8 +98,8 @@ def render_model_card(config: dict) -> str:
         if ood.get("energy_threshold") is not None:
             lines += ["", "### Out-of-distribution warning", "",
                       f"Energy score -logsumexp(logits) above {ood['energy_threshold']} (the validation split's "
-                      "95th percentile), or a near-uniform, colourless or noise-like image, raises a warning shown above the "
-                      "probabilities. False-alarm rate of the energy score alone on the test split: "
+                      "95th percentile), or a near-uniform, colourless or noise-like image, raises a warning "
+                      "shown above the probabilities. False-alarm rate of the energy score alone on the test split: "
                       f"{_fmt(metrics.get('ood_false_alarm_rate_test'))}."]
         foreign = metrics.get("ood", {})
         if foreign:
