@@ -54,3 +54,14 @@ def test_legacy_reader_refuses_code_in_a_pickle(tmp_path):
         pickle.dump(print, f, protocol=2)  # a callable from builtins: must not be resolved
     with pytest.raises(pickle.UnpicklingError, match="refusing"):
         load_state_dict(path)
+
+
+def test_b1_backbone_builds_and_missing_imagenet_weights_are_a_clear_error():
+    from classifier.network import build_classifier
+
+    model = build_classifier("b1", 64, 7, imagenet=False)
+    assert model.get_layer("features").output.shape[-1] == 1280 and model.output.shape[-1] == 7
+    try:
+        build_classifier("b1", 64, 7, imagenet=True)
+    except RuntimeError as exc:  # no route to the weights (as on the project's machines)
+        assert "--backbone lite1" in str(exc)
