@@ -134,7 +134,7 @@ def train(
         )
         weights = class_weights(y_train, k)
         _log(work, "class weights " + json.dumps({CODES[i]: round(w, 3) for i, w in weights.items()}))
-        model.fit(dataset, epochs=epochs, initial_epoch=state["epoch"], class_weight=weights, verbose=0,
+        model.fit(dataset, epochs=epochs, initial_epoch=state["epoch"], class_weight=weights, verbose=0, shuffle=False,
                   callbacks=[_epoch_checkpoint_class()(work, state, x_val, y_val)])
 
     from classifier.export import export_from_training  # imported late: keeps TF-free modules light
