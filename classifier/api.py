@@ -118,8 +118,8 @@ class Classifier:
         return self.runtime.run(prepared.astype(np.float32))
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities: softmax of the logits divided by the fitted temperature."""
-        return softmax(logits, self.config.temperature)
+        """Calibrated probabilities: softmax((logits + class bias) / temperature), both fitted on validation."""
+        return softmax(logits, self.config.temperature, self.config.class_bias)
 
     def classify(self, image, top_k: int = 3, tta: bool = False, heatmap: bool = False,
                  heatmap_class: str | None = None) -> Prediction:

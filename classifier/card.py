@@ -74,13 +74,25 @@ def render_model_card(config: dict) -> str:
         for code, pc in test["per_class"].items():
             lines.append(f"| {code} | {_fmt(pc['precision'])} | {_fmt(pc['recall'])} | {_fmt(pc['f1'])} | "
                          f"{_fmt(pc['auc'])} | {pc['support']} |")
+        plain = metrics.get("test_without_prior_correction")
+        if plain:
+            lines += ["", "The decisions above include a prior correction fitted on validation (class bias "
+                      f"-{metrics['calibration'].get('prior_correction_tau')} x log training frequency), which trades "
+                      "some accuracy on the common nevi for recall on the rare classes. Without it (temperature "
+                      "only, the network's own argmax):", "",
+                      "| test split | accuracy | balanced accuracy | macro AUC | melanoma recall | NLL | ECE |",
+                      "| --- | --- | --- | --- | --- | --- | --- |",
+                      "| without prior correction | " + " | ".join(_fmt(plain.get(k)) for k in
+                                                                  ("accuracy", "balanced_accuracy", "macro_auc",
+                                                                   "melanoma_recall", "nll", "ece")) + " |"]
         cal, tta = metrics.get("calibration", {}), metrics.get("test_tta", {})
         lines += ["", "### Calibration", "",
-                  f"Temperature T = {cal.get('temperature')} fitted on the validation split (minimum NLL) and "
-                  "applied everywhere (API, CLI, app).", "", "| test split | NLL | ECE |", "| --- | --- | --- |",
-                  f"| before (T = 1) | {_fmt(cal.get('before', {}).get('nll'))} | "
+                  f"Probabilities are softmax((logits + class bias) / T) with T = {cal.get('temperature')} fitted on "
+                  "the validation split (minimum NLL), applied everywhere (API, CLI, app).", "",
+                  "| test split | NLL | ECE |", "| --- | --- | --- |",
+                  f"| before (raw softmax) | {_fmt(cal.get('before', {}).get('nll'))} | "
                   f"{_fmt(cal.get('before', {}).get('ece'))} |",
-                  f"| after (T = {cal.get('temperature')}) | {_fmt(cal.get('after', {}).get('nll'))} | "
+                  f"| after (bias, T = {cal.get('temperature')}) | {_fmt(cal.get('after', {}).get('nll'))} | "
                   f"{_fmt(cal.get('after', {}).get('ece'))} |"]
         if tta:
             lines += ["", "### Test-time augmentation", "",

@@ -43,9 +43,24 @@ def predict_logits(classifier, paths: list[Path], tta: bool = False, batch_size:
     return np.concatenate(out)
 
 
-def mean_probabilities(view_logits: np.ndarray, temperature: float) -> np.ndarray:
+def mean_probabilities(view_logits: np.ndarray, temperature: float, class_bias=None) -> np.ndarray:
     """Average of the per-view calibrated probabilities: (N, V, K) -> (N, K)."""
-    return softmax(view_logits, temperature).mean(axis=1)
+    return softmax(view_logits, temperature, class_bias).mean(axis=1)
+
+
+def fit_prior_correction(logits: np.ndarray, labels: np.ndarray, train_counts: np.ndarray) -> float:
+    """Strength tau of the logit adjustment -tau * log(training class prior) (Menon et al., 2021) that maximises
+    (accuracy + balanced accuracy) / 2 on validation: it trades a little accuracy on the common class for
+    recall on the rare ones. 0 leaves the model's own decisions."""
+    log_prior = np.log(np.maximum(train_counts, 1) / np.sum(train_counts))
+    best_tau, best_score = 0.0, -1.0
+    for tau in np.round(np.arange(0.0, 1.01, 0.05), 2):
+        predicted = (logits - tau * log_prior).argmax(axis=1)
+        recalls = [np.mean(predicted[labels == k] == k) for k in np.unique(labels)]
+        score = (np.mean(predicted == labels) + np.mean(recalls)) / 2
+        if score > best_score + 1e-9:
+            best_tau, best_score = float(tau), score
+    return best_tau
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:

@@ -13,8 +13,12 @@ MIN_COLOURFULNESS = 6.0
 MAX_NEIGHBOUR_DIFFERENCE = 20.0  # mean |difference| of adjacent pixels: noise, not a photograph of skin
 
 
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64) / temperature
+def softmax(logits: np.ndarray, temperature: float = 1.0, class_bias=None) -> np.ndarray:
+    """softmax((logits + class_bias) / temperature): the one place probabilities are made from logits."""
+    z = np.asarray(logits, dtype=np.float64)
+    if class_bias is not None:
+        z = z + np.asarray(class_bias, dtype=np.float64)
+    z = z / temperature
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=-1, keepdims=True)

@@ -69,26 +69,38 @@ def write_model_files(model, out: Path, config: dict, split_path: Path | None) -
 
 
 def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Path]) -> dict:
-    """Fit temperature and the out-of-distribution threshold on validation, then measure the test split
-    (plain and with TTA, before and after calibration); store all of it in config.json and the card."""
+    """Fit the prior correction, the temperature and the out-of-distribution threshold on validation, then
+    measure the test split (plain and with TTA, before and after); store all of it in config.json and the card."""
     from classifier.api import Classifier
     from classifier.card import write_model_card
-    from classifier.evaluation import energy_threshold, fit_temperature, mean_probabilities, predict_logits
+    from classifier.evaluation import (
+        energy_threshold,
+        fit_prior_correction,
+        fit_temperature,
+        mean_probabilities,
+        predict_logits,
+    )
     from classifier.explain import energy
     from classifier.metrics import classification_metrics, roc_auc
 
     config = read_config(out)
     split = load_split(config.file("split"))
     label_of = {r.image_id: CODES.index(r.dx) for r in records}
-    ids = {s: sorted(i for i, v in split.items() if v == s and i in label_of) for s in ("val", "test")}
+    ids = {s: sorted(i for i, v in split.items() if v == s and i in label_of) for s in ("train", "val", "test")}
     y = {s: np.array([label_of[i] for i in ids[s]]) for s in ids}
 
     classifier = Classifier(out)
-    val_views = predict_logits(classifier, [paths[i] for i in ids["val"]], tta=True)
-    val_logits = val_views[:, 0]
-    temperature = fit_temperature(val_logits, y["val"])
+    val_logits = predict_logits(classifier, [paths[i] for i in ids["val"]])[:, 0]
+    train_counts = np.bincount(y["train"], minlength=len(CODES))
+    tau = fit_prior_correction(val_logits, y["val"], train_counts)
+    bias = np.round(-tau * np.log(np.maximum(train_counts, 1) / train_counts.sum()), 4)
+    temperature = fit_temperature(val_logits + bias, y["val"])
     raw = config.raw
-    raw["calibration"] = {"temperature": temperature, "fitted_on": "validation split (negative log-likelihood)"}
+    raw["calibration"] = {
+        "temperature": temperature, "class_bias": bias.tolist(), "prior_correction_tau": tau,
+        "fitted_on": "validation split: class_bias = -tau * log(training class frequency) with tau maximising "
+                     "(accuracy + balanced accuracy) / 2, then the temperature minimising negative log-likelihood",
+    }
     raw["ood"]["energy_threshold"] = energy_threshold(val_logits)
     raw["ood"]["chosen_on"] = "validation split: 95% of in-distribution images stay under it"
     write_config(out, raw)
@@ -97,20 +109,24 @@ def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Pat
     test_views = predict_logits(classifier, [paths[i] for i in ids["test"]], tta=True)
     seconds = time.time() - started
     plain, tta = test_views[:, :1], test_views
+    plain_temperature = fit_temperature(val_logits, y["val"])
     results = {}
-    for name, view_logits, t in (("uncalibrated", plain, 1.0), ("calibrated", plain, temperature),
-                                 ("calibrated_tta", tta, temperature)):
-        results[name] = classification_metrics(mean_probabilities(view_logits, t), y["test"], CODES)
+    for name, view_logits, t, b in (("uncalibrated", plain, 1.0, None),
+                                    ("temperature_only", plain, plain_temperature, None),
+                                    ("calibrated", plain, temperature, bias),
+                                    ("calibrated_tta", tta, temperature, bias)):
+        results[name] = classification_metrics(mean_probabilities(view_logits, t, b), y["test"], CODES)
     malignant = np.array([c.malignant for c in CLASSES])
-    probs = mean_probabilities(plain, temperature)
+    probs = mean_probabilities(plain, temperature, bias)
     test_metrics = results["calibrated"]
+    headline = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc", "melanoma_recall", "nll", "ece")
     raw["metrics"] = {
         "split": "test",
         "n": test_metrics["n"],
         "test": test_metrics,
-        "test_tta": {k: results["calibrated_tta"][k] for k in
-                     ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc", "melanoma_recall", "nll", "ece")},
-        "calibration": {"temperature": temperature,
+        "test_tta": {k: results["calibrated_tta"][k] for k in headline},
+        "test_without_prior_correction": {k: results["temperature_only"][k] for k in headline},
+        "calibration": {"temperature": temperature, "prior_correction_tau": tau,
                         "before": {k: results["uncalibrated"][k] for k in ("nll", "ece")},
                         "after": {k: test_metrics[k] for k in ("nll", "ece")}},
         "malignant_auc": round(roc_auc(malignant[y["test"]], probs[:, malignant].sum(axis=1)), 4),

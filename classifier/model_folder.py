@@ -38,6 +38,7 @@ class ModelConfig:
     input_size: int
     labels: tuple[Label, ...]
     temperature: float
+    class_bias: tuple[float, ...]
     ood_threshold: float | None
     tta_views: tuple[str, ...]
 
@@ -104,6 +105,10 @@ def read_config(folder: str | Path, verify_files: bool = True) -> ModelConfig:
     temperature = calibration.get("temperature", 1.0)
     _require(isinstance(temperature, (int, float)) and math.isfinite(temperature) and 0.05 <= temperature <= 20,
              folder, f"calibration.temperature must be a number in 0.05..20, not {temperature!r}")
+    class_bias = calibration.get("class_bias") or [0.0] * len(labels)
+    _require(isinstance(class_bias, list) and len(class_bias) == len(labels)
+             and all(isinstance(b, (int, float)) and math.isfinite(b) for b in class_bias), folder,
+             f"calibration.class_bias must be {len(labels)} numbers, one per label")
     threshold = raw.get("ood", {}).get("energy_threshold")
     _require(threshold is None or (isinstance(threshold, (int, float)) and math.isfinite(threshold)), folder,
              f"ood.energy_threshold must be a number, not {threshold!r}")
@@ -128,7 +133,7 @@ def read_config(folder: str | Path, verify_files: bool = True) -> ModelConfig:
                      f"{name} has {file_path.stat().st_size} bytes, expected {entry.get('bytes')}: truncated download?")
             _require(sha256_of(file_path) == entry["sha256"], folder,
                      f"{name} is corrupted (SHA-256 does not match {CONFIG_NAME}); download it again")
-    return ModelConfig(folder, raw, size, tuple(labels), float(temperature),
+    return ModelConfig(folder, raw, size, tuple(labels), float(temperature), tuple(float(b) for b in class_bias),
                        None if threshold is None else float(threshold), views)
 
 

@@ -70,12 +70,13 @@ def test_temperature_from_config_is_applied(tiny_model_dir, tmp_path):
     folder = tmp_path / "m"
     shutil.copytree(tiny_model_dir, folder)
     config = json.loads((folder / "config.json").read_text())
-    config["calibration"]["temperature"] = 4.0
+    bias = np.linspace(-1, 1, 7)
+    config["calibration"].update(temperature=4.0, class_bias=bias.tolist())
     (folder / "config.json").write_text(json.dumps(config))
     image = lesion_like(64, seed=5)
     plain, calibrated = Classifier(tiny_model_dir), Classifier(folder)
     logits, _ = plain.logits(plain.prepare(image)[None])
-    expected = np.exp(logits / 4.0) / np.exp(logits / 4.0).sum()
+    expected = np.exp((logits + bias) / 4.0) / np.exp((logits + bias) / 4.0).sum()
     assert calibrated.classify(image).probabilities[0].probability == pytest.approx(expected.max(), abs=1e-5)
     assert calibrated.classify(image).probabilities[0].probability < plain.classify(image).probabilities[0].probability
 

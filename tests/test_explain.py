@@ -79,3 +79,21 @@ def test_image_checks_flag_uniform_and_grey_images_only():
     assert any("colour" in r for r in image_check_reasons(grey))
     assert image_check_reasons(lesion_like(64)) == []
     assert colourfulness(lesion_like(64)) > colourfulness(grey)
+
+
+def test_prior_correction_is_chosen_on_validation_and_helps_rare_classes():
+    from classifier.evaluation import fit_prior_correction
+
+    rng = np.random.default_rng(2)
+    counts = np.array([900, 100])
+    labels = np.repeat([0, 1], counts)
+    # a model biased towards the common class: rare-class images score only slightly higher on class 1
+    logits = np.stack([np.log(counts[0] / 1000) + rng.normal(0, 1, 1000),
+                       np.log(counts[1] / 1000) + 1.5 * labels + rng.normal(0, 1, 1000)], axis=1)
+    tau = fit_prior_correction(logits, labels, counts)
+    assert tau > 0
+    log_prior = np.log(counts / counts.sum())
+    recall_rare = lambda z: np.mean(z[labels == 1].argmax(axis=1) == 1)  # noqa: E731
+    assert recall_rare(logits - tau * log_prior) > recall_rare(logits) + 0.05
+    balanced = np.array([[0.0, 0.0]] * 50 + [[0.0, 3.0]] * 50)
+    assert fit_prior_correction(balanced, np.repeat([0, 1], 50), np.array([50, 50])) == 0.0

@@ -61,6 +61,7 @@ def test_corrupted_or_truncated_weights_are_refused(folder):
     (lambda c: c["labels"][0].pop("malignant"), "malignant"),
     (lambda c: c["labels"].append(dict(c["labels"][0])), "unique"),
     (lambda c: c["calibration"].update(temperature=-1), "temperature"),
+    (lambda c: c["calibration"].update(class_bias=[0.0, 1.0]), "class_bias must be 7 numbers"),
     (lambda c: c["tta"].update(views=["identity", "shear"]), "unknown tta.views"),
     (lambda c: c["files"]["tflite"].update(path="../../etc/passwd"), "plain file name"),
     (lambda c: c.update(files={}), "files must name"),

@@ -83,14 +83,14 @@ def run(args):
         return 2
     y = np.array(labels)
     config = classifier.config
-    probs = mean_probabilities(view_logits, config.temperature)
+    probs = mean_probabilities(view_logits, config.temperature, config.class_bias)
     metrics = classification_metrics(probs, y, config.codes)
     if config.ood_threshold is not None:
         metrics["ood_warning_rate"] = round(float((energy(view_logits[:, 0]) > config.ood_threshold).mean()), 4)
     title = f"Evaluation on {'the ' + args.split + ' split' if args.data else args.labels.name}"
     report = write_report(args.out, probs, y, ids, paths, config.codes, metrics, title=title,
                           extra_md=f"Model: `{config.folder}`; TTA: {'on' if args.tta else 'off'}; "
-                                   f"temperature {config.temperature}.",
+                                   f"temperature {config.temperature}; class bias {list(config.class_bias)}.",
                           probs_uncalibrated=mean_probabilities(view_logits, 1.0))
     print(f"report: {report}", file=sys.stderr)
     print(json.dumps({k: v for k, v in metrics.items()}))
