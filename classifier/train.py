@@ -73,10 +73,19 @@ def train(
     batch_size: int = 32,
     learning_rate: float = 1e-3,
     imagenet: bool = True,
+    schedule: str = "plateau",
     lr_patience: int = 1,
     stop_patience: int = 4,
 ) -> Path:
-    """Train (or resume) and write the model folder to ``out_dir``; returns ``out_dir``."""
+    """Train (or resume) and write the model folder to ``out_dir``; returns ``out_dir``.
+
+    ``schedule`` 'plateau' is the reference's: Adam from ``learning_rate``, x0.3 after ``lr_patience`` epochs
+    without a better validation loss, early stopping after ``stop_patience`` epochs without a better validation
+    score. 'cosine': one warm-up epoch to ``learning_rate``, then cosine decay to zero over the remaining
+    epochs, no early stopping (the best epoch on validation is still the one kept).
+    """
+    if schedule not in ("plateau", "cosine"):
+        raise ValueError(f"unknown schedule {schedule!r}; choose plateau or cosine")
     import keras
     import tensorflow as tf
 
@@ -88,7 +97,7 @@ def train(
         raise SystemExit(f"{work} already holds a training run: pass --resume to continue it, or use another --work")
     work.mkdir(parents=True, exist_ok=True)
     settings = dict(data=str(data_dir), backbone=backbone, epochs=epochs, size=size, batch_size=batch_size,
-                    learning_rate=learning_rate, imagenet=imagenet, lr_patience=lr_patience,
+                    learning_rate=learning_rate, imagenet=imagenet, schedule=schedule, lr_patience=lr_patience,
                     stop_patience=stop_patience)
     if resume and state_path.exists():
         state = json.loads(state_path.read_text())
@@ -121,7 +130,10 @@ def train(
             _log(work, f"resuming after epoch {state['epoch']}")
         else:
             model = build_classifier(backbone, size, k, imagenet=imagenet)
-            model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+            steps = math.ceil(len(x_train) / batch_size)
+            rate = learning_rate if schedule == "plateau" else keras.optimizers.schedules.CosineDecay(
+                0.0, decay_steps=max(steps * (epochs - 1), 1), warmup_target=learning_rate, warmup_steps=steps)
+            model.compile(optimizer=keras.optimizers.Adam(rate),
                           loss="categorical_crossentropy", metrics=["accuracy"])
         augment = augmentation()
         dataset = (
@@ -178,7 +190,8 @@ def _epoch_checkpoint_class():
             if score > s["best_score"]:
                 s["best_score"], s["best_epoch"] = score, epoch + 1
                 self.model.save_weights(self.work / "best.weights.h5")
-            if m["nll"] < s["best_val_loss"] - 1e-4:
+            plateau = settings.get("schedule", "plateau") == "plateau"
+            if m["nll"] < s["best_val_loss"] - 1e-4 or not plateau:
                 s["best_val_loss"], s["lr_wait"] = m["nll"], 0
             else:
                 s["lr_wait"] += 1
@@ -187,7 +200,7 @@ def _epoch_checkpoint_class():
                     self.model.optimizer.learning_rate.assign(new_lr)
                     s["lr_wait"] = 0
                     entry["lr_reduced_to"] = new_lr
-            if epoch + 1 - s["best_epoch"] >= settings["stop_patience"]:
+            if plateau and epoch + 1 - s["best_epoch"] >= settings["stop_patience"]:
                 self.model.stop_training = True
                 s["stopped"] = True
                 entry["early_stop"] = True

@@ -12,7 +12,9 @@ def add_arguments(p):
     p.add_argument("--work", type=Path, default=Path("runs/train"), help="checkpoints, logs and split")
     p.add_argument("--size", type=int, default=160, help="input side in pixels")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3, help="initial Adam learning rate")
+    p.add_argument("--lr", type=float, default=1e-3, help="initial (plateau) or peak (cosine) Adam learning rate")
+    p.add_argument("--schedule", choices=("plateau", "cosine"), default="plateau",
+                   help="plateau: the reference's ReduceLROnPlateau + early stopping; cosine: warm-up then decay")
     p.add_argument("--weights", choices=("imagenet", "none"), default="imagenet", help="backbone initialisation")
 
 
@@ -21,5 +23,6 @@ def run(args):
 
     out = train(args.data, args.out, backbone=args.backbone, epochs=args.epochs, resume=args.resume,
                 work_dir=args.work, size=args.size, batch_size=args.batch_size, learning_rate=args.lr,
+                schedule=args.schedule,
                 imagenet=args.weights == "imagenet")
     print(f"model folder written to {out}")
