@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 HAM_IMAGES = Path(os.environ.get("HAM10000_DIR", ROOT.parent / "shared" / "data" / "ham10000")) / "images_600x450"
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 
@@ -63,17 +64,9 @@ def pick_images(folder: Path | None, count: int, tmp: Path) -> list[Path]:
         paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))[:count]
         if paths:
             return paths
-    from PIL import Image
+    from classifier.bench import generate_images
 
-    paths = []
-    for seed in range(count):
-        rng = np.random.default_rng(seed)
-        yy, xx = np.mgrid[0:150, 0:200]
-        blob = np.exp(-(((yy - 75) ** 2 + (xx - 100) ** 2) / (2 * 25.0**2)))[..., None]
-        image = [225.0, 170.0, 150.0] * (1 - blob) + [110.0, 60.0, 45.0] * blob + rng.normal(0, 8, (150, 200, 3))
-        paths.append(tmp / f"generated_{seed}.jpg")
-        Image.fromarray(image.clip(0, 255).astype(np.uint8)).resize((600, 450)).save(paths[-1], quality=90)
-    return paths
+    return generate_images(tmp, count)
 
 
 def free_port() -> int:
