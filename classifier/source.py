@@ -84,7 +84,7 @@ def publish(
     except HfHubHTTPError as err:
         status = err.response.status_code if err.response is not None else "?"
         raise ModelSourceError(
-            f"publishing to model repo {repo_id} failed (HTTP {status}): check that HF_TOKEN (or --token) "
+            f"publishing to model repo {repo_id} failed (HTTP {status}): check that HF_TOKEN "
             "is a token with write access to that namespace"
         ) from err
     return str(info.commit_url)
