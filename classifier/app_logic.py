@@ -97,16 +97,16 @@ def warning_markdown(prediction: Prediction) -> str:
 
 def classify(classifier: Classifier, image, top_k=3, tta: bool = False, heatmap_class: str | None = PREDICTED) -> dict:
     """The full result (``Prediction.to_dict``); raises ImageError or ValueError for bad input."""
-    return predict(classifier, image, top_k, tta, heatmap_class).to_dict()
+    return predict(classifier, image, top_k, tta, heatmap_class, heatmap=False).to_dict()
 
 
 def predict(classifier: Classifier, image, top_k=3, tta: bool = False,
-            heatmap_class: str | None = PREDICTED) -> Prediction:
-    """Classify a Gradio image value with a heatmap; raises ImageError or ValueError for bad input."""
+            heatmap_class: str | None = PREDICTED, heatmap: bool = True) -> Prediction:
+    """Classify a Gradio image value (with a heatmap unless asked not to); raises ImageError or ValueError."""
     source = image_source(image)
     if source is None:
         raise ImageError(NO_IMAGE)
-    return classifier.classify(source, top_k=top_k_value(top_k), tta=bool(tta), heatmap=True,
+    return classifier.classify(source, top_k=top_k_value(top_k), tta=bool(tta), heatmap=heatmap,
                                heatmap_class=heatmap_code(heatmap_class))
 
 
