@@ -138,6 +138,20 @@ def as_jpeg(data: bytes) -> bytes:
         raise ValueError(f"not a readable image ({e})") from None
 
 
+def _is_readable_image(path: Path) -> bool:
+    """An existing, decodable image file (a damaged one is fetched again)."""
+    from PIL import Image
+
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    try:
+        with Image.open(path) as image:
+            image.load()
+        return True
+    except Exception:  # any decoder error means the file is not usable
+        return False
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     """Write via a temporary file in the same folder and rename, so no partial file is ever left."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
@@ -228,7 +242,7 @@ def download(dest: Path = EXAMPLES_DIR, api_url: str | None = None, manifest: Pa
     report = FetchReport()
     for e in entries:
         target = dest / f"{e.image_id}.jpg"
-        if target.is_file() and target.stat().st_size > 0:
+        if _is_readable_image(target):
             report.skipped.append(e.image_id)
             continue
         try:

@@ -188,7 +188,10 @@ def test_download_writes_good_images_and_reports_bad_ones(isic, tmp_path, monkey
     FakeIsic.not_found.add(missing)
     FakeIsic.html_image.add(html)
     FakeIsic.html_metadata.add(not_json)
-    (tmp_path / f"{present}.jpg").write_bytes(b"already here")
+    kept = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 150, 140)).save(kept, "JPEG")
+    (tmp_path / f"{present}.jpg").write_bytes(kept.getvalue())
+    (tmp_path / f"{IDS[5]}.jpg").write_bytes(b"damaged")  # not an image: fetched again
     monkeypatch.setenv("ISIC_API_URL", isic)  # the environment variable picks the server
 
     report = examples.download(tmp_path)
@@ -203,7 +206,7 @@ def test_download_writes_good_images_and_reports_bad_ones(isic, tmp_path, monkey
     for image_id in good:
         assert (tmp_path / f"{image_id}.jpg").read_bytes() == FakeIsic.images[image_id]
     assert not (tmp_path / f"{missing}.jpg").exists() and not (tmp_path / f"{html}.jpg").exists()
-    assert (tmp_path / f"{present}.jpg").read_bytes() == b"already here"
+    assert (tmp_path / f"{present}.jpg").read_bytes() == kept.getvalue()
     assert not leftovers(tmp_path)
     assert not any(present in path for path in FakeIsic.requests)
 
