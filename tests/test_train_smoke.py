@@ -59,3 +59,11 @@ def test_a_finished_run_is_not_overwritten_by_accident(tmp_path):
     (tmp_path / "run" / "state.json").write_text("{}")
     with pytest.raises(SystemExit, match="--resume"):
         train(tmp_path / "data", tmp_path / "model", work_dir=tmp_path / "run")
+
+
+def test_train_command_reports_a_missing_data_folder_without_a_traceback(tmp_path, capsys):
+    from classifier.cli import main
+
+    assert main(["train", "--data", str(tmp_path / "nowhere"), "--work", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "metadata" in err and "Traceback" not in err

@@ -19,10 +19,17 @@ def add_arguments(p):
 
 
 def run(args):
+    import sys
+
+    from classifier.data import DataError
+    from classifier.preprocessing import ImageError
     from classifier.train import train
 
-    out = train(args.data, args.out, backbone=args.backbone, epochs=args.epochs, resume=args.resume,
-                work_dir=args.work, size=args.size, batch_size=args.batch_size, learning_rate=args.lr,
-                schedule=args.schedule,
-                imagenet=args.weights == "imagenet")
+    try:
+        out = train(args.data, args.out, backbone=args.backbone, epochs=args.epochs, resume=args.resume,
+                    work_dir=args.work, size=args.size, batch_size=args.batch_size, learning_rate=args.lr,
+                    schedule=args.schedule, imagenet=args.weights == "imagenet")
+    except (DataError, ImageError, RuntimeError) as exc:  # RuntimeError: backbone weights unavailable
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"model folder written to {out}")
