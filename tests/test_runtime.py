@@ -42,23 +42,12 @@ def max_difference(folder: Path, images: list) -> float:
 
 
 @pytest.mark.slow
-def test_tiny_model_runtimes_agree_on_generated_images(tiny_model_dir):
-    assert max_difference(tiny_model_dir, generated_images()) <= TOLERANCE
-
-
-@pytest.mark.slow
-def test_tiny_model_runtimes_agree_on_ham10000_images(tiny_model_dir, ham_dir):
-    assert max_difference(tiny_model_dir, ham_images(ham_dir)) <= TOLERANCE
-
-
-@pytest.mark.slow
-def test_bundled_model_runtimes_agree(bundled_model_dir):
-    assert max_difference(bundled_model_dir, generated_images()) <= TOLERANCE
-
-
-@pytest.mark.slow
-def test_bundled_model_runtimes_agree_on_ham10000_images(bundled_model_dir, ham_dir):
-    assert max_difference(bundled_model_dir, ham_images(ham_dir)) <= TOLERANCE
+@pytest.mark.parametrize("model", ["tiny_model_dir", "bundled_model_dir"])
+@pytest.mark.parametrize("images", ["generated", "ham10000"])
+def test_litert_and_keras_runtimes_agree(model, images, request):
+    folder = request.getfixturevalue(model)
+    batch = generated_images() if images == "generated" else ham_images(request.getfixturevalue("ham_dir"))
+    assert max_difference(folder, batch) <= TOLERANCE
 
 
 def test_serving_path_does_not_import_tensorflow(tiny_model_dir):
