@@ -130,14 +130,40 @@ class Classifier:
         return self._prediction(prepared, logits, cam[0], top_k, heatmap, heatmap_class)
 
     def classify_batch(self, images: list, top_k: int = 3, batch_size: int = 32) -> list[Prediction]:
-        """Classify many already-loadable images in batches (no TTA, no heatmaps)."""
-        results = []
+        """Classify many images in batches (no TTA, no heatmaps); the first bad image raises its ImageError."""
+        results = self.classify_each(images, top_k=top_k, batch_size=batch_size)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return results
+
+    def classify_each(self, images, top_k: int = 3, batch_size: int = 32) -> list[Prediction | Exception]:
+        """The one batch path: decode in parallel, infer the good images in batches; a bad image becomes its
+        exception (ImageError for bad input) in its place, so one broken file never costs the others.
+        ``images`` may be any iterable of paths, bytes, PIL images or arrays."""
+        images = list(images)
+
+        def prepare_or_error(image):
+            try:
+                return self.prepare(image)
+            except Exception as exc:  # decoders raise many types; each image reports its own
+                return exc
+
+        results: list[Prediction | Exception] = []
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # decoding releases the GIL
             for start in range(0, len(images), batch_size):
-                prepared = np.stack(list(pool.map(self.prepare, images[start:start + batch_size])))
-                logits, cam = self.logits(prepared)
-                results += [self._prediction(p, lg[None], c, top_k, False, None)
-                            for p, lg, c in zip(prepared, logits, cam, strict=True)]
+                prepared = list(pool.map(prepare_or_error, images[start:start + batch_size]))
+                good = [p for p in prepared if not isinstance(p, Exception)]
+                outputs = iter(())
+                if good:
+                    logits, cam = self.logits(np.stack(good))
+                    outputs = iter(zip(good, logits, cam, strict=True))
+                for item in prepared:
+                    if isinstance(item, Exception):
+                        results.append(item)
+                    else:
+                        p, lg, c = next(outputs)
+                        results.append(self._prediction(p, lg[None], c, top_k, False, None))
         return results
 
     def _prediction(self, prepared, logits, cam, top_k, heatmap, heatmap_class) -> Prediction:

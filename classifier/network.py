@@ -9,9 +9,9 @@ from classifier.backbones import FEATURE_LAYER, b1_features, lite1_features, loa
 HEAD_LAYER = "predictions"
 
 
-def build_classifier(backbone: str, size: int, num_classes: int, imagenet: bool = True, dropout: float = 0.3):
+def build_classifier(backbone: str, size: int | None, num_classes: int, imagenet: bool = True, dropout: float = 0.3):
     """The reference architecture on ``backbone`` ('lite1' or 'b1'), taking (size, size, 3) pixels 0..255."""
-    inputs = keras.Input((size, size, 3), name="image")
+    inputs = keras.Input((size, size, 3), name="image")  # size None: any square side
     if backbone == "lite1":
         features = lite1_features(inputs)
     elif backbone == "b1":

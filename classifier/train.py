@@ -54,6 +54,36 @@ def augmentation(seed: int = 0):
     ], name="augmentation")
 
 
+def gentle_augmentation(seed: int = 0):
+    """Geometry that keeps the lesion real: the eight symmetries of the square, mild reflect-filled
+    zoom/translation, light colour jitter and, sometimes, the softness of an upsampled 150-px source.
+    Works on a batch of float pixels 0..255 of any square size."""
+    import keras
+    import tensorflow as tf
+
+    L = keras.layers
+    geometry = keras.Sequential([
+        L.RandomFlip("horizontal_and_vertical", seed=seed),
+        L.RandomZoom((-0.15, 0.1), fill_mode="reflect", seed=seed + 1),
+        L.RandomTranslation(0.06, 0.06, fill_mode="reflect", seed=seed + 2),
+        L.RandomBrightness(0.08, value_range=(0, 255), seed=seed + 3),
+        L.RandomContrast(0.1, value_range=(0, 255), seed=seed + 4),
+    ], name="gentle_augmentation")
+
+    def augment(images):
+        images = tf.image.rot90(images, tf.random.uniform((), 0, 4, dtype=tf.int32))  # per batch: square
+        images = geometry(images, training=True)
+        saturation = tf.random.uniform((tf.shape(images)[0], 1, 1, 1), 0.85, 1.15)
+        grey = tf.reduce_mean(images, axis=-1, keepdims=True)
+        images = grey + (images - grey) * saturation
+        side = tf.shape(images)[1]
+        soft = tf.image.resize(tf.image.resize(images, (150, 150), antialias=True), (side, side), "bicubic")
+        use_soft = tf.cast(tf.random.uniform((tf.shape(images)[0], 1, 1, 1)) < 0.25, images.dtype)
+        return images * (1 - use_soft) + soft * use_soft
+
+    return augment
+
+
 def class_weights(labels: np.ndarray, num_classes: int, power: float = 0.5) -> dict[int, float]:
     """Softened inverse-frequency weights (n_max / n_c) ** power, scaled to mean 1 over the samples."""
     counts = np.bincount(labels, minlength=num_classes).astype(float)
@@ -76,6 +106,13 @@ def train(
     schedule: str = "plateau",
     lr_patience: int = 1,
     stop_patience: int = 4,
+    augment: str = "reference",
+    optimizer: str = "adam",
+    weight_decay: float = 0.004,
+    label_smoothing: float = 0.0,
+    class_weight_power: float = 0.5,
+    small_size: int | None = None,
+    small_epochs: int = 0,
 ) -> Path:
     """Train (or resume) and write the model folder to ``out_dir``; returns ``out_dir``.
 
@@ -98,11 +135,15 @@ def train(
     work.mkdir(parents=True, exist_ok=True)
     settings = dict(data=str(data_dir), backbone=backbone, epochs=epochs, size=size, batch_size=batch_size,
                     learning_rate=learning_rate, imagenet=imagenet, schedule=schedule, lr_patience=lr_patience,
-                    stop_patience=stop_patience)
+                    stop_patience=stop_patience, augment=augment, optimizer=optimizer, weight_decay=weight_decay,
+                    label_smoothing=label_smoothing, class_weight_power=class_weight_power,
+                    small_size=small_size, small_epochs=small_epochs if small_size else 0)
     if resume and state_path.exists():
         state = json.loads(state_path.read_text())
         settings = {**state["settings"], "epochs": epochs}
         backbone, size, batch_size = settings["backbone"], settings["size"], settings["batch_size"]
+        augment, small_size = settings.get("augment", "reference"), settings.get("small_size")
+        small_epochs, class_weight_power = settings.get("small_epochs", 0), settings.get("class_weight_power", 0.5)
     else:
         state = {"epoch": 0, "best_score": -1.0, "best_epoch": 0, "best_val_loss": math.inf, "lr_wait": 0,
                  "stopped": False, "settings": settings}
@@ -129,25 +170,40 @@ def train(
             model = keras.models.load_model(work / "last.keras", safe_mode=True)
             _log(work, f"resuming after epoch {state['epoch']}")
         else:
-            model = build_classifier(backbone, size, k, imagenet=imagenet)
+            # Progressive resizing needs a model that takes any size; the exported one is fixed to ``size``.
+            model = build_classifier(backbone, None if small_size else size, k, imagenet=imagenet)
             steps = math.ceil(len(x_train) / batch_size)
             rate = learning_rate if schedule == "plateau" else keras.optimizers.schedules.CosineDecay(
                 0.0, decay_steps=max(steps * (epochs - 1), 1), warmup_target=learning_rate, warmup_steps=steps)
-            model.compile(optimizer=keras.optimizers.Adam(rate),
-                          loss="categorical_crossentropy", metrics=["accuracy"])
-        augment = augmentation()
-        dataset = (
-            tf.data.Dataset.from_tensor_slices((x_train, keras.utils.to_categorical(y_train, k)))
-            .shuffle(len(x_train), reshuffle_each_iteration=True)
-            .batch(batch_size)
-            .map(lambda x, y: (tf.clip_by_value(augment(tf.cast(x, tf.float32), training=True), 0, 255), y),
-                 num_parallel_calls=tf.data.AUTOTUNE)
-            .prefetch(tf.data.AUTOTUNE)
-        )
-        weights = class_weights(y_train, k)
+            opt = (keras.optimizers.AdamW(rate, weight_decay=weight_decay) if optimizer == "adamw"
+                   else keras.optimizers.Adam(rate))
+            model.compile(optimizer=opt, metrics=["accuracy"],
+                          loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing))
+        augment_batch = gentle_augmentation() if augment == "gentle" else augmentation()
+
+        def dataset(side: int):
+            def transform(x, y):
+                x = tf.cast(x, tf.float32)
+                if side != size:
+                    x = tf.image.resize(x, (side, side), antialias=True)
+                x = augment_batch(x) if augment == "gentle" else augment_batch(x, training=True)
+                return tf.clip_by_value(x, 0, 255), y
+
+            return (tf.data.Dataset.from_tensor_slices((x_train, keras.utils.to_categorical(y_train, k)))
+                    .shuffle(len(x_train), reshuffle_each_iteration=True)
+                    .batch(batch_size)
+                    .map(transform, num_parallel_calls=tf.data.AUTOTUNE)
+                    .prefetch(tf.data.AUTOTUNE))
+
+        weights = class_weights(y_train, k, power=class_weight_power)
         _log(work, "class weights " + json.dumps({CODES[i]: round(w, 3) for i, w in weights.items()}))
-        model.fit(dataset, epochs=epochs, initial_epoch=state["epoch"], class_weight=weights, verbose=0, shuffle=False,
-                  callbacks=[_epoch_checkpoint_class()(work, state, x_val, y_val)])
+        checkpoint = _epoch_checkpoint_class()(work, state, x_val, y_val)
+        phases = [(small_size, small_epochs), (size, epochs)] if small_size else [(size, epochs)]
+        for side, phase_end in phases:
+            if state["epoch"] < phase_end and not state["stopped"]:
+                _log(work, f"epochs {state['epoch'] + 1}-{phase_end} at {side}px")
+                model.fit(dataset(side), epochs=phase_end, initial_epoch=state["epoch"], class_weight=weights,
+                          verbose=0, shuffle=False, callbacks=[checkpoint])
 
     from classifier.export import export_from_training  # imported late: keeps TF-free modules light
 
@@ -187,6 +243,7 @@ def _epoch_checkpoint_class():
                      "train_accuracy": round(float(logs.get("accuracy", float("nan"))), 4),
                      **{f"val_{key}": m[key] for key in ("nll", "accuracy", "balanced_accuracy", "macro_auc",
                                                           "melanoma_recall", "ece")}}
+            self.model.save_weights(self.work / f"epoch{epoch + 1}.weights.h5")
             if score > s["best_score"]:
                 s["best_score"], s["best_epoch"] = score, epoch + 1
                 self.model.save_weights(self.work / "best.weights.h5")

@@ -67,3 +67,33 @@ def test_train_command_reports_a_missing_data_folder_without_a_traceback(tmp_pat
     assert main(["train", "--data", str(tmp_path / "nowhere"), "--work", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "metadata" in err and "Traceback" not in err
+
+
+def test_progressive_gentle_adamw_run_resumes_and_exports_at_the_final_size(tmp_path):
+    from classifier.model_folder import read_config
+    from classifier.train import train
+
+    make_dataset(tmp_path / "data")
+    work, out = tmp_path / "run", tmp_path / "model"
+    recipe = dict(size=64, batch_size=8, imagenet=False, augment="gentle", optimizer="adamw", schedule="cosine",
+                  label_smoothing=0.1, small_size=48, small_epochs=1)
+    train(tmp_path / "data", out, epochs=1, work_dir=work, **recipe)
+    train(tmp_path / "data", out, epochs=2, work_dir=work, resume=True)
+    log = (work / "train.log").read_text()
+    assert "epochs 1-1 at 48px" in log and "epochs 2-2 at 64px" in log
+    assert (work / "epoch1.weights.h5").is_file() and (work / "epoch2.weights.h5").is_file()
+    config = read_config(out)
+    assert config.input_size == 64
+    assert config.raw["training"]["augment"] == "gentle" and config.raw["training"]["label_smoothing"] == 0.1
+
+
+def test_gentle_augmentation_keeps_shape_and_pixel_range():
+    import tensorflow as tf
+
+    from classifier.train import gentle_augmentation
+
+    images = tf.constant(np.stack([lesion_like(64, seed=s) for s in range(4)]).astype("float32"))
+    out = gentle_augmentation()(images).numpy()
+    assert out.shape == images.shape
+    assert out.min() >= -1 and out.max() <= 256 + 60  # colour jitter may overshoot before the caller clips
+    assert not np.allclose(out, images.numpy())

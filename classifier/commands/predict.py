@@ -102,21 +102,15 @@ def run(args):
 
 
 def classify_chunk(classifier, paths: list[Path], top_k: int, writer) -> int:
-    """Decode each file on its own (a bad one only costs its own line), infer the good ones as one batch."""
-    prepared, errors = {}, {}
-    for path in paths:
-        try:
-            prepared[path] = classifier.prepare(path)
-        except Exception as exc:
-            errors[path] = _message(exc)
-    predictions = dict(zip(prepared, classifier.classify_batch(list(prepared.values()), top_k=top_k,
-                                                                batch_size=BATCH_SIZE), strict=True))
-    for path in paths:
-        if path in predictions:
-            writer.write(path, prediction=predictions[path])
+    """Classify a chunk through the Classifier's batch path; a bad file only costs its own line."""
+    failed = 0
+    for path, result in zip(paths, classifier.classify_each(paths, top_k=top_k, batch_size=BATCH_SIZE), strict=True):
+        if isinstance(result, Exception):
+            writer.write(path, error=_message(result))
+            failed += 1
         else:
-            writer.write(path, error=errors[path])
-    return len(errors)
+            writer.write(path, prediction=result)
+    return failed
 
 
 def _message(exc: Exception) -> str:

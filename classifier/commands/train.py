@@ -16,6 +16,16 @@ def add_arguments(p):
     p.add_argument("--schedule", choices=("plateau", "cosine"), default="plateau",
                    help="plateau: the reference's ReduceLROnPlateau + early stopping; cosine: warm-up then decay")
     p.add_argument("--weights", choices=("imagenet", "none"), default="imagenet", help="backbone initialisation")
+    p.add_argument("--augment", choices=("reference", "gentle"), default="reference",
+                   help="reference: ±20%% nearest-fill shifts, shear, zoom, any rotation; gentle: symmetries of the "
+                        "square, mild reflect-filled zoom/shift, colour jitter, occasional 150-px softness")
+    p.add_argument("--optimizer", choices=("adam", "adamw"), default="adam")
+    p.add_argument("--weight-decay", type=float, default=0.004, help="AdamW weight decay")
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--class-weight-power", type=float, default=0.5,
+                   help="class weights (n_max / n_c) ** power; 0 turns them off, 1 is full inverse frequency")
+    p.add_argument("--small-size", type=int, default=None, help="progressive resizing: early epochs at this side")
+    p.add_argument("--small-epochs", type=int, default=0, help="how many early epochs use --small-size")
 
 
 def run(args):
@@ -28,7 +38,10 @@ def run(args):
     try:
         out = train(args.data, args.out, backbone=args.backbone, epochs=args.epochs, resume=args.resume,
                     work_dir=args.work, size=args.size, batch_size=args.batch_size, learning_rate=args.lr,
-                    schedule=args.schedule, imagenet=args.weights == "imagenet")
+                    schedule=args.schedule, imagenet=args.weights == "imagenet", augment=args.augment,
+                    optimizer=args.optimizer, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
+                    class_weight_power=args.class_weight_power, small_size=args.small_size,
+                    small_epochs=args.small_epochs)
     except (DataError, ImageError, RuntimeError) as exc:  # RuntimeError: backbone weights unavailable
         print(f"error: {exc}", file=sys.stderr)
         return 2
