@@ -21,6 +21,7 @@ from classifier.model_folder import ModelConfig, read_config
 from classifier.preprocessing import load_image, prepare
 from classifier.runtime import open_runtime
 from classifier.tta import views_of
+from classifier.uncertainty import mahalanobis_distance, prediction_sets
 
 MALIGNANT_NOTE = (
     "P(malignant) is the sum of the probabilities of the malignant classes (akiec, bcc, mel). "
@@ -51,6 +52,10 @@ class Prediction:
     heatmap: np.ndarray | None = field(default=None, repr=False)
     heatmap_class: str | None = None
     notice: str = DISCLAIMER
+    prediction_set: list[str] | None = None  # conformal set, most probable first; None if the model has none
+    set_coverage: float | None = None
+    feature_distance: float | None = None
+    feature_threshold: float | None = None
 
     @property
     def top(self) -> list[ClassProbability]:
@@ -66,6 +71,15 @@ class Prediction:
             return None
         return "This does not look like the dermatoscopic images the model was trained on: " + "; ".join(
             self.warning_reasons) + ". Treat the probabilities below as meaningless for it."
+
+    @property
+    def set_statement(self) -> str | None:
+        """The conformal set in words, e.g. 'With 90% coverage the diagnosis is one of: mel, nv.'"""
+        if self.prediction_set is None:
+            return None
+        where = "one of: " + ", ".join(self.prediction_set) if len(self.prediction_set) > 1 else self.prediction_set[0]
+        return (f"With {self.set_coverage:.0%} coverage (on held-out images like the training data) the diagnosis "
+                f"is {where}.")
 
     def heatmap_image(self) -> Image.Image | None:
         """The heatmap overlaid on the model's view of the image."""
@@ -85,8 +99,13 @@ class Prediction:
                 "energy_score": self.ood_score,
                 "energy_threshold": self.ood_threshold,
             },
+            "prediction_set": {"classes": self.prediction_set, "coverage": self.set_coverage,
+                               "statement": self.set_statement},
             "tta_views": self.tta_views,
         }
+        if self.feature_distance is not None:
+            result["out_of_distribution"] |= {"feature_distance": self.feature_distance,
+                                              "feature_threshold": self.feature_threshold}
         if include_heatmap and self.heatmap is not None:
             result["heatmap"] = {"class": self.heatmap_class,
                                  "grid": np.round(self.heatmap[::4, ::4], 3).tolist()}
@@ -102,12 +121,22 @@ class Classifier:
         self.source = source
         self.size = self.config.input_size
         self.labels = self.config.labels
-        probe_logits, _ = self.runtime.run(np.zeros((1, self.size, self.size, 3), np.float32))
-        if probe_logits.shape[-1] != len(self.labels):
-            from classifier.model_folder import ModelFolderError
+        from classifier.model_folder import ModelFolderError
 
+        probe_logits, _, probe_features = self.runtime.run(np.zeros((1, self.size, self.size, 3), np.float32))
+        if probe_logits.shape[-1] != len(self.labels):
             raise ModelFolderError(f"{folder}: the model has {probe_logits.shape[-1]} outputs but config.json "
                                    f"lists {len(self.labels)} labels")
+        self.feature_statistics = None
+        if self.config.feature_ood_threshold is not None:
+            path = self.config.file("ood_features")
+            try:
+                with np.load(path, allow_pickle=False) as stored:
+                    self.feature_statistics = {k: stored[k] for k in ("projection", "projected_means")}
+            except (OSError, ValueError, KeyError) as exc:
+                raise ModelFolderError(f"{path}: not readable feature statistics ({exc})") from exc
+            if probe_features is None or probe_features.shape[-1] != len(self.feature_statistics["projection"]):
+                raise ModelFolderError(f"{folder}: the model's pooled features do not match {path.name}")
 
     def prepare(self, image) -> np.ndarray:
         """The shared preprocessing: any accepted input -> (size, size, 3) uint8."""
@@ -115,6 +144,10 @@ class Classifier:
 
     def logits(self, prepared: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw logits (N, K) and class-activation maps (N, h, w, K) for a batch of prepared images."""
+        return self.forward(prepared)[:2]
+
+    def forward(self, prepared: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Logits, class-activation maps and pooled features (None for models exported without them)."""
         return self.runtime.run(prepared.astype(np.float32))
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
@@ -126,8 +159,9 @@ class Classifier:
         """Classify one image (path, bytes, PIL image or array); raises ImageError for bad input."""
         prepared = self.prepare(image)
         views = self.config.tta_views if tta else ("identity",)
-        logits, cam = self.logits(views_of(prepared, views))
-        return self._prediction(prepared, logits, cam[0], top_k, heatmap, heatmap_class)
+        logits, cam, features = self.forward(views_of(prepared, views))
+        return self._prediction(prepared, logits, cam[0], None if features is None else features[0], top_k, heatmap,
+                                heatmap_class)
 
     def classify_batch(self, images: list, top_k: int = 3, batch_size: int = 32) -> list[Prediction]:
         """Classify many images in batches (no TTA, no heatmaps); the first bad image raises its ImageError."""
@@ -156,17 +190,18 @@ class Classifier:
                 good = [p for p in prepared if not isinstance(p, Exception)]
                 outputs = iter(())
                 if good:
-                    logits, cam = self.logits(np.stack(good))
-                    outputs = iter(zip(good, logits, cam, strict=True))
+                    logits, cam, features = self.forward(np.stack(good))
+                    features = [None] * len(good) if features is None else features
+                    outputs = iter(zip(good, logits, cam, features, strict=True))
                 for item in prepared:
                     if isinstance(item, Exception):
                         results.append(item)
                     else:
-                        p, lg, c = next(outputs)
-                        results.append(self._prediction(p, lg[None], c, top_k, False, None))
+                        p, lg, c, f = next(outputs)
+                        results.append(self._prediction(p, lg[None], c, f, top_k, False, None))
         return results
 
-    def _prediction(self, prepared, logits, cam, top_k, heatmap, heatmap_class) -> Prediction:
+    def _prediction(self, prepared, logits, cam, features, top_k, heatmap, heatmap_class) -> Prediction:
         codes = self.config.codes
         if heatmap_class is not None and heatmap_class not in codes:
             raise ValueError(f"unknown class {heatmap_class!r}; choose one of {', '.join(codes)}")
@@ -181,7 +216,19 @@ class Classifier:
         threshold = self.config.ood_threshold
         if threshold is not None and score > threshold:
             reasons.append(f"the model's energy score {score:.2f} is above the threshold {threshold:.2f} "
-                           "that 95% of validation images stay under")
+                           f"that {self.config.raw['ood'].get('energy_quantile', 0.95):.0%} of validation images "
+                           "stay under")
+        distance, feature_threshold = None, self.config.feature_ood_threshold
+        if self.feature_statistics is not None and features is not None:
+            distance = round(float(mahalanobis_distance(features, self.feature_statistics)[0]), 4)
+            if distance > feature_threshold:
+                reasons.append(f"its features are far from every class of the training images (distance "
+                               f"{distance:.2f}, above the threshold {feature_threshold:.2f} that "
+                               f"{self.config.raw['ood'].get('feature_quantile', 0.97):.0%} of validation images "
+                               "stay under)")
+        conformal_set = None
+        if self.config.conformal_threshold is not None:
+            conformal_set = [codes[i] for i in prediction_sets(probs[None], self.config.conformal_threshold)[0]]
         chosen = codes.index(heatmap_class) if heatmap_class else int(order[0])
         return Prediction(
             probabilities=ranked,
@@ -194,6 +241,10 @@ class Classifier:
             image=prepared,
             heatmap=cam_heatmap(cam, chosen, self.size) if heatmap else None,
             heatmap_class=codes[chosen] if heatmap else None,
+            prediction_set=conformal_set,
+            set_coverage=self.config.conformal_coverage,
+            feature_distance=distance,
+            feature_threshold=feature_threshold if distance is not None else None,
         )
 
 

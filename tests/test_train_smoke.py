@@ -48,6 +48,13 @@ def test_train_one_epoch_then_resume_and_write_a_servable_model_folder(tmp_path)
     assert "## Measured on the lesion-grouped test split" in (out / "README.md").read_text()
     prediction = Classifier(out).classify(lesion_like(100))
     assert len(prediction.probabilities) == 7
+    # uncertainty fitted by the export: conformal sets and the feature-space out-of-distribution score
+    assert config.conformal_coverage == 0.9 and 0 < config.conformal_threshold <= 1
+    assert config.feature_ood_threshold is not None and (out / "ood_features.npz").is_file()
+    assert prediction.prediction_set and prediction.prediction_set[0] == prediction.label
+    assert prediction.feature_distance is not None and prediction.feature_distance >= 0
+    assert "coverage" in prediction.set_statement
+    assert 0 <= metrics["conformal_test"]["coverage"] <= 1
 
 
 def test_a_finished_run_is_not_overwritten_by_accident(tmp_path):

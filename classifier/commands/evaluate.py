@@ -87,6 +87,11 @@ def run(args):
     metrics = classification_metrics(probs, y, config.codes)
     if config.ood_threshold is not None:
         metrics["ood_warning_rate"] = round(float((energy(view_logits[:, 0]) > config.ood_threshold).mean()), 4)
+    if config.conformal_threshold is not None:
+        from classifier.uncertainty import set_metrics
+
+        metrics["conformal"] = {"nominal_coverage": config.conformal_coverage,
+                                **set_metrics(probs, y, config.conformal_threshold)}
     title = f"Evaluation on {'the ' + args.split + ' split' if args.data else args.labels.name}"
     report = write_report(args.out, probs, y, ids, paths, config.codes, metrics, title=title,
                           extra_md=f"Model: `{config.folder}`; TTA: {'on' if args.tta else 'off'}; "

@@ -1,0 +1,35 @@
+"""``python -m classifier export``: turn a training run (or an existing model folder's Keras model) into a
+model folder: LiteRT graph, calibration, conformal sets, out-of-distribution statistics, metrics and card.
+Needs TensorFlow (training requirements)."""
+
+from pathlib import Path
+
+
+def add_arguments(p):
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--work", type=Path, help="training run folder (checkpoints from `train --work`)")
+    source.add_argument("--from-model", type=Path, help="model folder whose model.keras to export again")
+    p.add_argument("--data", type=Path, required=True, help="HAM10000 folder (metadata CSV and images)")
+    p.add_argument("--out", type=Path, required=True, help="model folder to write")
+    p.add_argument("--average-last", type=int, default=1,
+                   help="with --work: average the weights of the last N epochs instead of taking the best epoch")
+
+
+def run(args):
+    import sys
+
+    from classifier.data import DataError, read_metadata, resolve_images
+    from classifier.export import export_from_training, export_keras_folder
+    from classifier.model_folder import ModelFolderError
+
+    try:
+        records = read_metadata(args.data)
+        paths = resolve_images(records, args.data)
+        if args.work:
+            export_from_training(args.work, args.out, records, paths, average_last=args.average_last)
+        else:
+            export_keras_folder(args.from_model, args.out, records, paths)
+    except (DataError, ModelFolderError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"model folder written to {args.out}")

@@ -1,0 +1,56 @@
+"""Conformal prediction sets and the Mahalanobis feature score, on generated numbers."""
+
+import numpy as np
+import pytest
+
+from classifier.uncertainty import (
+    conformity_scores,
+    fit_conformal_threshold,
+    fit_mahalanobis,
+    mahalanobis_distance,
+    prediction_sets,
+    set_metrics,
+)
+
+
+def test_score_is_one_minus_the_probability_of_the_true_class():
+    probs = np.array([[0.6, 0.3, 0.1], [0.6, 0.3, 0.1]])
+    assert conformity_scores(probs, np.array([0, 2])) == pytest.approx([0.4, 0.9])
+
+
+def test_prediction_set_holds_the_classes_within_the_threshold_and_never_is_empty():
+    probs = np.array([[0.1, 0.6, 0.3], [0.05, 0.9, 0.05]])
+    assert prediction_sets(probs, 0.75) == [[1, 2], [1]]
+    assert prediction_sets(probs, 0.7) == [[1, 2], [1]]  # 1 - 0.3 equals the threshold: inside
+    assert prediction_sets(probs, 0.0) == [[1], [1]]  # nothing within: the top class
+    assert prediction_sets(probs, 1.0) == [[1, 2, 0], [1, 0, 2]]
+
+
+def test_split_conformal_covers_the_nominal_share_of_exchangeable_images():
+    rng = np.random.default_rng(0)
+
+    def sample(n):
+        logits = rng.normal(0, 1.5, (n, 5))
+        probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        labels = np.array([rng.choice(5, p=p) for p in probs])  # labels drawn from the model: calibrated
+        return probs, labels
+
+    threshold = fit_conformal_threshold(*sample(2000), coverage=0.9)
+    metrics = set_metrics(*sample(4000), threshold)
+    assert 0.88 <= metrics["coverage"] <= 0.93
+    assert 1 < metrics["mean_set_size"] < 5
+    assert fit_conformal_threshold(*sample(500), coverage=0.5) < threshold
+
+
+def test_mahalanobis_distance_is_small_for_training_like_features_and_large_for_foreign_ones():
+    rng = np.random.default_rng(1)
+    means = rng.normal(0, 3, (3, 16))
+    labels = rng.integers(0, 3, 3000)
+    features = means[labels] + rng.normal(0, 1, (3000, 16)) * np.linspace(0.2, 2, 16)
+    fitted = fit_mahalanobis(features, labels, 3, shrinkage=0.0)
+    inside = mahalanobis_distance(means[labels[:500]] + rng.normal(0, 1, (500, 16)) * np.linspace(0.2, 2, 16), fitted)
+    assert np.median(inside) == pytest.approx(1.0, abs=0.15)  # chi-square / dims
+    foreign = mahalanobis_distance(rng.normal(0, 1, (50, 16)) * 6, fitted)
+    assert np.quantile(inside, 0.99) < np.median(foreign)
+    assert fitted["projection"].shape == (16, 16) and fitted["projected_means"].shape == (3, 16)
+    assert fit_mahalanobis(features, labels, 3, dims=4)["projection"].shape == (16, 4)
