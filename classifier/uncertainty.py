@@ -52,15 +52,16 @@ def set_metrics(probs: np.ndarray, labels: np.ndarray, threshold: float) -> dict
 
 
 def fit_mahalanobis(features: np.ndarray, labels: np.ndarray, num_classes: int, shrinkage: float = 0.01,
-                    dims: int | None = None) -> dict[str, np.ndarray]:
+                    dims: int | None = None, normalise: bool = True) -> dict[str, np.ndarray]:
     """Class means and a whitening projection of the shared (within-class) covariance of training features,
     each L2-normalised first.
 
-    ``shrinkage`` blends the covariance with a multiple of the identity (it is nearly singular: ReLU6
-    features, fewer images per class than dimensions). ``dims`` keeps that many principal directions
-    (all by default). Returns arrays for :func:`mahalanobis_distance` (stored as the model folder's npz).
+    ``normalise=False`` skips the normalisation (for comparisons). ``shrinkage`` blends the covariance
+    with a multiple of the identity (it is nearly singular: ReLU6 features, fewer images per class than
+    dimensions). ``dims`` keeps that many principal directions (all by default). Returns arrays for
+    :func:`mahalanobis_distance` (stored as the model folder's npz).
     """
-    features = _unit(features).astype(np.float64)
+    features = (_unit(features) if normalise else np.asarray(features)).astype(np.float64)
     means = np.stack([features[labels == c].mean(axis=0) if np.any(labels == c) else features.mean(axis=0)
                       for c in range(num_classes)])
     centred = features - means[labels]
@@ -73,10 +74,11 @@ def fit_mahalanobis(features: np.ndarray, labels: np.ndarray, num_classes: int, 
     return {"projection": projection.astype(np.float32), "projected_means": (means @ projection).astype(np.float32)}
 
 
-def mahalanobis_distance(features: np.ndarray, fitted: dict[str, np.ndarray]) -> np.ndarray:
+def mahalanobis_distance(features: np.ndarray, fitted: dict[str, np.ndarray], normalise: bool = True) -> np.ndarray:
     """Squared Mahalanobis distance of each feature row to the nearest class mean, divided by the number of
     dimensions (about 1 for typical training images; far larger for foreign ones)."""
-    z = _unit(np.atleast_2d(features)) @ fitted["projection"]
+    features = np.atleast_2d(np.asarray(features, dtype=np.float32))
+    z = (_unit(features) if normalise else features) @ fitted["projection"]
     d = ((z[:, None, :] - fitted["projected_means"][None]) ** 2).sum(axis=-1).min(axis=1)
     return d / fitted["projection"].shape[1]
 

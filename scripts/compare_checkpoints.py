@@ -1,0 +1,64 @@
+"""Choose what a training run ships, on the validation split: its best epoch, or the mean of the weights of
+its last N epochs (a cheap stochastic weight average). Prints one markdown row per candidate with the raw
+network's validation figures (argmax, no calibration). Needs TensorFlow (training requirements).
+
+    python scripts/compare_checkpoints.py --work runs/RUN --data ../shared/data/ham10000 --average 2 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--average", type=int, nargs="*", default=[2, 3], help="numbers of last epochs to average")
+    args = parser.parse_args(argv)
+
+    from classifier.data import load_split, read_metadata, resolve_images
+    from classifier.labels import CODES
+    from classifier.metrics import classification_metrics
+    from classifier.network import build_classifier
+    from classifier.train import load_arrays
+
+    state = json.loads((args.work / "state.json").read_text())
+    settings = state["settings"]
+    records = read_metadata(args.data)
+    split = load_split(args.work / "split.json")
+    val = [r for r in records if split.get(r.image_id) == "val"]
+    paths = resolve_images(val, args.data)
+    x = load_arrays([paths[r.image_id] for r in val], settings["size"]).astype("float32")
+    y = np.array([CODES.index(r.dx) for r in val])
+    model = build_classifier(settings["backbone"], settings["size"], len(CODES), imagenet=False)
+
+    candidates = {f"best epoch ({state['best_epoch']})": [args.work / "best.weights.h5"]}
+    last = state["epoch"]
+    for n in args.average:
+        if last - n + 1 >= 1:
+            candidates[f"mean of epochs {last - n + 1}-{last}"] = [args.work / f"epoch{e}.weights.h5"
+                                                                  for e in range(last - n + 1, last + 1)]
+    print("| candidate | val accuracy | val balanced accuracy | val melanoma recall | val macro AUC "
+          "| val melanoma AUC |\n| --- | --- | --- | --- | --- | --- |")
+    for name, files in candidates.items():
+        weights = []
+        for f in files:
+            model.load_weights(f)
+            weights.append(model.get_weights())
+        model.set_weights([np.mean(w, axis=0) for w in zip(*weights, strict=True)])
+        m = classification_metrics(model.predict(x, batch_size=64, verbose=0), y, CODES)
+        print(f"| {name} | {m['accuracy']:.4f} | {m['balanced_accuracy']:.4f} | {m['melanoma_recall']:.4f} | "
+              f"{m['macro_auc']:.4f} | {m['per_class']['mel']['auc']:.4f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
