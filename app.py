@@ -1,7 +1,8 @@
 """Gradio demo of the HAM10000 skin-lesion classifier (research only; no clinical or diagnostic value).
 
 Start it with ``python app.py`` (``--help`` lists the options; each has an environment variable for Spaces).
-The model is loaded once, before the server starts; the logic lives in ``classifier.app_logic``.
+The model is loaded once, before the server starts; the logic lives in ``classifier.app_logic``, this file only
+wires it to the page.
 
 API (``pip install gradio_client``)::
 
@@ -9,20 +10,45 @@ API (``pip install gradio_client``)::
     client = Client("http://127.0.0.1:7860/")          # or the Space id, e.g. "owner/space"
     result = client.predict(handle_file("lesion.jpg"), 3, False, "predicted", api_name="/classify_json")
     # -> dict: label, top_k, probabilities, malignant_probability, out_of_distribution, ...
-    warning, labels, malignancy, heatmap_path, result = client.predict(
+    warning, labels, malignancy, heatmap, caption, result = client.predict(
         handle_file("lesion.jpg"), 3, False, "predicted", api_name="/classify")
 
-Arguments, in order: image, top_k (1-7), test-time augmentation (bool), heatmap class ("predicted" or a code).
-``/classify`` is what the page calls: on bad input its first output is the message and the others are None.
-``/classify_json`` returns only the result dict and raises an error (gradio_client's AppError) on bad input.
+Arguments, in order: image, top_k (1..number of classes), test-time augmentation (bool), heatmap class
+("predicted" or a class code). ``/classify_json`` is an API-only endpoint (``gr.api``): it returns the result
+dict and raises an error (gradio_client's AppError) on bad input. ``/classify`` is what the page calls: on bad
+input its first output is the message and the others are empty.
 """
-
-from __future__ import annotations
 
 import argparse
 import os
 import sys
 from html import escape
+
+# The page's layout. Desktop: input and examples on the left, the result on the right, all in one 1280x800
+# screen. Narrow screens: one column in the order input, result, examples.
+PAGE_CSS = """
+.main.app { padding-top: 4px !important; }
+#title h1 { margin: 0 !important; font-size: 1.45rem !important; }
+#model-summary { font-size: 0.9em; }
+#classify-grid { display: grid !important; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr);
+  grid-template-areas: "input result" "examples result"; gap: 12px; align-items: start; }
+#input-column { grid-area: input; }
+#result-column { grid-area: result; }
+#examples-column { grid-area: examples; }
+#examples .grid-wrap { height: auto !important; min-height: 0 !important; max-height: none !important; }
+#examples .grid-container { grid-template-columns: repeat(7, minmax(0, 1fr)) !important;
+  grid-template-rows: none !important; grid-auto-rows: auto !important; padding-top: 0 !important;
+  margin-top: 26px; gap: 6px; }
+#examples .gallery-item { height: auto !important; }
+#examples .thumbnail-item { width: 100%; height: auto; aspect-ratio: 1 / 1; }
+#examples .caption-label { font-size: 12px; padding: 1px 4px; bottom: 3px; left: 3px; max-width: calc(100% - 6px); }
+@media (max-width: 760px) { #examples .grid-container { grid-template-columns: repeat(5, minmax(0, 1fr)) !important; } }
+#heatmap-caption { font-size: 0.85em; }
+@media (max-width: 760px) {
+  .main.app { padding-left: 8px !important; padding-right: 8px !important; }
+  #classify-grid { grid-template-columns: minmax(0, 1fr); grid-template-areas: "input" "result" "examples"; }
+}
+"""
 
 
 def parse_args(argv: list[str] | None = None, environ=os.environ) -> argparse.Namespace:
@@ -44,75 +70,136 @@ def parse_args(argv: list[str] | None = None, environ=os.environ) -> argparse.Na
                    default=environ.get("GRADIO_ANALYTICS_ENABLED", "") == "True",
                    help="allow Gradio's usage analytics (off unless asked; env GRADIO_ANALYTICS_ENABLED=True)")
     p.add_argument("--max-file-size", default=environ.get("MAX_FILE_SIZE") or "10mb",
-                   help="largest upload, e.g. 10mb (env MAX_FILE_SIZE; default 10mb)")
+                   help="largest image, however it is sent, e.g. 10mb (env MAX_FILE_SIZE; default 10mb)")
     p.add_argument("--concurrency", type=int, default=int(environ.get("CONCURRENCY") or 2),
                    help="requests processed at once (env CONCURRENCY; default 2)")
     return p.parse_args(argv)
 
 
-def build_demo(classifier):
-    """The page for a loaded ``classifier.api.Classifier``; loads nothing itself."""
+def build_demo(classifier, max_file_size: str | int = "10mb"):
+    """The page for a loaded ``classifier.api.Classifier``; loads nothing itself. ``max_file_size`` caps every
+    image however it arrives (upload, data: URL), counted before decoding."""
     import gradio as gr
+    from gradio.data_classes import FileData
+    from gradio.utils import get_upload_folder
 
     from classifier import app_logic as logic
-    from classifier.labels import CODES
 
-    def on_classify(image, top_k, tta, heatmap_class):
-        shown = logic.show(classifier, image, top_k, tta, heatmap_class)
-        return shown.message, shown.labels, shown.malignancy, shown.heatmap, shown.result
+    max_bytes = logic.parse_size(max_file_size)
+    upload_dir = get_upload_folder()  # the only place the handlers read image files from
+    found = logic.examples()
+    classes = len(classifier.config.labels)
 
-    def on_classify_json(image, top_k, tta, heatmap_class) -> dict:
+    def on_classify(image, top_k, tta, heatmap_class, with_heatmap):
+        shown = logic.show(classifier, image, top_k, tta, heatmap_class, max_bytes, upload_dir)
+        # API calls have no page state (None): they get the heatmap. A plain image, so API callers get a file;
+        # the label is the toggle's business.
+        picture = logic.displayed_image(shown, with_heatmap is not False)
+        return shown.message, shown.labels, shown.malignancy, picture, shown.caption, shown.result, shown
+
+    def on_toggle_heatmap(with_heatmap, shown):
+        picture = logic.displayed_image(shown, with_heatmap)
+        return with_heatmap, gr.Image(picture, label=logic.heatmap_label(with_heatmap))
+
+    def classify_json(image: FileData, top_k: int = 3, tta: bool = False, heatmap_class: str = logic.PREDICTED) -> dict:
+        """The full result of one image as JSON (label, top_k, probabilities, malignant_probability,
+        out_of_distribution, ...). Research only; no clinical value."""
         try:
-            return logic.classify(classifier, image, top_k, tta, heatmap_class)
+            return logic.classify(classifier, image, top_k, tta, heatmap_class, max_bytes, upload_dir)
         except ValueError as err:  # ImageError is a ValueError
             raise gr.Error(escape(str(err)), print_exception=False) from None
 
+    def on_example(selected: gr.SelectData):
+        return str(found[selected.index].path)
+
+    progress_bar = gr.Progress()  # Gradio recognises the default value and drives the bar from it
+
+    def on_batch(files, progress=progress_bar):
+        if not files:
+            return "Choose some images (or one zip) first.", None, None
+        try:
+            items = logic.batch_items(list(files))
+        except logic.BatchTooLarge as err:
+            return f"⚠️ Nothing classified: {err}.", None, None
+        progress((0, len(items)), desc="classifying", unit="images")
+        result = logic.classify_batch(classifier, items,
+                                      progress=lambda done, total: progress((done, total), unit="images"))
+        return result.summary, result.rows, logic.write_csv(result.records)
+
     with gr.Blocks(title="HAM10000 skin-lesion classifier (research demo)") as demo:
-        gr.Markdown("# HAM10000 skin-lesion classifier")
-        gr.HTML(logic.disclaimer_html(), js_on_load=None)
-        gr.Markdown(logic.model_markdown(classifier))
-        with gr.Row():
-            with gr.Column():
-                # type only matters to events that preprocess; the classify events below read the file themselves
-                image = gr.Image(type="pil", sources=["upload", "clipboard", "webcam"], label="Dermatoscopic image",
-                                 height=320)
-                with gr.Row():
-                    top_k = gr.Slider(1, len(CODES), value=3, step=1, label="Top-k classes")
-                    tta = gr.Checkbox(False, label="Test-time augmentation",
-                                      info="average over flips and rotations (slower)")
-                heatmap_class = gr.Dropdown(logic.HEATMAP_CHOICES, value=logic.PREDICTED, label="Heatmap for class")
-                button = gr.Button("Classify", variant="primary")
-            with gr.Column():
-                warning = gr.Markdown(label="Warning", elem_id="warning")
-                labels = gr.Label(label="Most probable classes", elem_id="probabilities")
-                malignancy = gr.Markdown(label="Malignancy")
-                heatmap = gr.Image(label="Class-activation heatmap", format="png", interactive=False, height=260)
-        with gr.Accordion("Full result (JSON)", open=False):
-            result = gr.JSON(label="Result")
+        gr.Markdown("# HAM10000 skin-lesion classifier", elem_id="title")
+        gr.HTML(logic.disclaimer_html())
+        with gr.Tabs():
+            with gr.Tab("One image", id="one"):
+                with gr.Row(elem_id="classify-grid"):
+                    with gr.Column(elem_id="input-column"):
+                        # type only matters to events that preprocess; the classify events read the file themselves
+                        image = gr.Image(type="pil", sources=["upload", "clipboard", "webcam"], height=230,
+                                         label=f"Dermatoscopic image (at most {logic.human_size(max_bytes)})",
+                                         elem_id="image-input")
+                        with gr.Accordion("Options", open=False):
+                            top_k = gr.Slider(1, classes, value=min(3, classes), step=1, label="Top-k classes")
+                            tta = gr.Checkbox(False, label="Test-time augmentation",
+                                              info="average over flips and rotations (slower)")
+                            heatmap_class = gr.Dropdown(logic.heatmap_choices(classifier), value=logic.PREDICTED,
+                                                        label="Heatmap for class")
+                    with gr.Column(elem_id="result-column"):
+                        warning = gr.Markdown(elem_id="warning")
+                        labels = gr.Label(label="Most probable classes", elem_id="probabilities", show_heading=False)
+                        malignancy = gr.Markdown(elem_id="malignancy")
+                        with gr.Row(elem_id="heatmap-row", equal_height=False):
+                            # JPEG: encoding a PNG here took longer than the model (python -m classifier bench)
+                            heatmap = gr.Image(label=logic.heatmap_label(True), format="jpeg", height=190,
+                                               interactive=False, elem_id="heatmap", scale=0, min_width=200)
+                            with gr.Column(min_width=160):
+                                show_heatmap = gr.Checkbox(True, label="Show the heatmap", elem_id="show-heatmap")
+                                caption = gr.Markdown(elem_id="heatmap-caption")
+                    with gr.Column(elem_id="examples-column"):
+                        if found:
+                            gallery = gr.Gallery(logic.gallery_items(found), columns=7, rows=2,
+                                                 height="auto", allow_preview=False, object_fit="cover",
+                                                 interactive=False, buttons=[], elem_id="examples",
+                                                 label="Examples from HAM10000's test split (CC BY-NC-SA 4.0): "
+                                                       "click one. On each: its true diagnosis")
+                            gallery.select(on_example, None, image, api_visibility="private")
+                        else:
+                            gr.Markdown(logic.NO_EXAMPLES)
+                gr.Markdown(logic.model_markdown(classifier), elem_id="model-summary")
+                with gr.Accordion("Technical details", open=False):
+                    gr.Markdown(logic.technical_markdown(classifier))
+                with gr.Accordion("Full result (JSON)", open=False):
+                    result = gr.JSON(label="Result")
+                with gr.Accordion(f"The {classes} classes", open=False):
+                    gr.Markdown(logic.classes_markdown(classifier))
+                with gr.Accordion("Model card", open=False, elem_id="model-card"):
+                    gr.Markdown(logic.model_card_markdown(classifier) or "This model folder has no model card.")
+            with gr.Tab("Many images", id="many"):
+                gr.Markdown(logic.batch_limits_text(max_bytes), elem_id="batch-limits")
+                files = gr.File(file_count="multiple", file_types=["image", ".zip"], height=140,
+                                label="Images, or one zip of images", elem_id="batch-files")
+                batch_button = gr.Button("Classify all", variant="primary", elem_id="batch-run")
+                with gr.Row(equal_height=True):
+                    batch_summary = gr.Markdown(elem_id="batch-summary")
+                    csv_file = gr.File(label="Results as CSV", elem_id="batch-csv", interactive=False, height=60)
+                table = gr.Dataframe(headers=logic.BATCH_HEADERS, interactive=False, wrap=True,
+                                     elem_id="batch-table", column_widths=["22%", "33%", "12%", "33%"])
 
-        examples = logic.examples()
-        if examples:
-            truth = gr.Textbox(label="True diagnosis", visible=False)
-            gr.Examples([[str(e.path), logic.example_caption(e)] for e in examples], inputs=[image, truth],
-                        label="Examples from HAM10000 (test split; CC BY-NC-SA 4.0): click one to classify it",
-                        cache_examples=False, examples_per_page=14)
-        else:
-            gr.Markdown(logic.NO_EXAMPLES)
-        with gr.Accordion("The seven classes", open=False):
-            gr.Markdown(logic.classes_markdown())
-
-        inputs = [image, top_k, tta, heatmap_class]
-        # preprocess=False: the handler gets Gradio's file dict and reads it with the project's own loader, so an
-        # unreadable upload gets the loader's clear message (shown in `warning`) instead of a failure inside
-        # gr.Image. image.change covers upload, paste, webcam and examples; replacing an image fires it twice
-        # (clear, then set), and "always_last" keeps the page showing the result for the latest inputs.
-        gr.on([image.change, button.click, top_k.release, tta.change, heatmap_class.change], on_classify,
-              inputs, [warning, labels, malignancy, heatmap, result], api_name="classify", preprocess=False,
-              trigger_mode="always_last")
-        # API-only: a button that is never shown, whose click returns just the result dict.
-        api_button = gr.Button(visible=False)
-        api_button.click(on_classify_json, inputs, gr.JSON(label="Result", visible=False), api_name="classify_json",
-                         preprocess=False)
+        # Server-side only (gr.State is neither sent to the browser nor an API parameter): the last result's
+        # images, and whether the page shows the heatmap (API callers always get it).
+        last_shown = gr.State(None, time_to_live=900)
+        with_heatmap = gr.State(True)
+        inputs = [image, top_k, tta, heatmap_class, with_heatmap]
+        # preprocess=False: the handler gets Gradio's file dict and reads it with the project's own loader after
+        # checking its size, so an unreadable or oversized image gets a clear message (shown in `warning`).
+        # image.change covers upload, paste, webcam and examples; replacing an image fires it twice (clear, then
+        # set), and "always_last" keeps the page showing the result for the latest inputs.
+        gr.on([image.change, top_k.release, tta.change, heatmap_class.change], on_classify, inputs,
+              [warning, labels, malignancy, heatmap, caption, result, last_shown], api_name="classify",
+              preprocess=False, trigger_mode="always_last")
+        show_heatmap.change(on_toggle_heatmap, [show_heatmap, last_shown], [with_heatmap, heatmap],
+                            api_visibility="private")
+        gr.api(classify_json, api_name="classify_json")
+        batch_button.click(on_batch, files, [batch_summary, table, csv_file], api_name="classify_batch")
     return demo
 
 
@@ -125,7 +212,7 @@ def serve(demo, host: str = "127.0.0.1", port: int | None = 7860, share: bool = 
     demo.queue(default_concurrency_limit=concurrency)
     # run_history=False: Gradio 6 would otherwise keep every run (uploaded skin photos included) in the browser.
     return demo.launch(server_name=host, server_port=port, share=share, max_file_size=max_file_size,
-                       prevent_thread_lock=not block, run_history=False)
+                       prevent_thread_lock=not block, run_history=False, css=PAGE_CSS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if classifier.source is not None and classifier.source.notice:
         print(f"note: {classifier.source.notice}", file=sys.stderr)
-    serve(build_demo(classifier), args.host, args.port, args.share, args.max_file_size, args.concurrency)
+    serve(build_demo(classifier, args.max_file_size), args.host, args.port, args.share, args.max_file_size,
+          args.concurrency)
     return 0
 
 

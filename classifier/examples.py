@@ -1,7 +1,9 @@
-"""Example images for the demo: the manifest in ``examples/``, and filling that folder with the JPEGs.
+"""Example images for the demo: the manifest in ``examples/`` and the JPEGs beside it.
 
-The images themselves (HAM10000, CC BY-NC-SA 4.0) are never committed: ``examples/manifest.csv`` names them,
-and ``copy_from`` (a local copy of the data set) or ``download`` (the public ISIC Archive API) fetches them.
+The 14 JPEGs named in ``examples/manifest.csv`` are committed (HAM10000, CC BY-NC-SA 4.0, attributed in
+``examples/README.md``): the one exception to "nothing of the data set is committed". ``copy_from`` (a local copy
+of the data set, best resolution found) and ``download`` (the public ISIC Archive API) refresh them; both write
+the same re-encoded JPEG (``encode_example``): at most 600 px a side and 150 KB, no metadata.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from classifier.data import DataError, find_images, lesion_split, read_metadata
+from classifier.data import IMAGE_EXTENSIONS, DataError, lesion_split, read_metadata
 from classifier.labels import CODES
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
@@ -29,7 +31,12 @@ ATTRIBUTION = "HAM10000 (Tschandl, Rosendahl, Kittler, Sci. Data 5, 180161, 2018
 LICENSE = "CC BY-NC-SA 4.0"
 # Byte-identical photographs of one lesion (see the data set's README): never use them as examples.
 DUPLICATES = frozenset({"ISIC_0024777", "ISIC_0029938", "ISIC_0024366", "ISIC_0029861"})
-MAX_IMAGE_BYTES = 50 * 1024 * 1024
+MAX_IMAGE_BYTES = 50 * 1024 * 1024  # largest download accepted
+EXAMPLE_MAX_SIDE = 600  # HAM10000's full resolution (600x450)
+EXAMPLE_MAX_BYTES = 150 * 1024
+EXAMPLES_MAX_TOTAL_BYTES = 2 * 1024 * 1024
+MAX_EXAMPLES = 16
+JPEG_QUALITIES = (90, 85, 80, 75, 70, 60, 50)  # tried in turn until the file fits EXAMPLE_MAX_BYTES
 USER_AGENT = "ham10000-classifier-examples/0.1"
 
 
@@ -120,22 +127,49 @@ def available_examples(folder: Path = EXAMPLES_DIR, manifest: Path = MANIFEST) -
     return [e for e in entries if e.path.is_file()]
 
 
-def as_jpeg(data: bytes) -> bytes:
-    """``data`` unchanged if it is a JPEG, else re-encoded as one; ValueError if it is not an image."""
-    from PIL import Image, UnidentifiedImageError
+def encode_example(data: bytes) -> bytes:
+    """An example image as committed: upright RGB JPEG, at most ``EXAMPLE_MAX_SIDE`` px a side, the highest
+    quality of ``JPEG_QUALITIES`` that fits ``EXAMPLE_MAX_BYTES``, no metadata. ValueError if not an image."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            if im.format == "JPEG":
-                return data
-            out = io.BytesIO()
-            im.convert("RGB").save(out, "JPEG", quality=95)
-            return out.getvalue()
+            image = ImageOps.exif_transpose(im).convert("RGB")
     except UnidentifiedImageError:
         raise ValueError("not an image") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ValueError(f"not a readable image ({e})") from None
+    if max(image.size) > EXAMPLE_MAX_SIDE:
+        image.thumbnail((EXAMPLE_MAX_SIDE, EXAMPLE_MAX_SIDE), Image.LANCZOS)
+    for quality in JPEG_QUALITIES:
+        out = io.BytesIO()
+        image.save(out, "JPEG", quality=quality, optimize=True)
+        if out.tell() <= EXAMPLE_MAX_BYTES:
+            return out.getvalue()
+    raise ValueError(f"does not fit in {EXAMPLE_MAX_BYTES // 1024} KB even at JPEG quality {JPEG_QUALITIES[-1]}")
+
+
+def pixel_count(path: Path) -> int:
+    """Width x height from the file's header (0 if it cannot be read)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.width * image.height
+    except Exception:  # any unreadable file ranks last
+        return 0
+
+
+def best_images(folder: Path, image_ids) -> dict[str, Path]:
+    """For each wanted id, its file under ``folder`` (any layout) with the most pixels, then the most bytes:
+    e.g. ``images_600x450`` before ``images_center224`` before ``images_200x150``."""
+    wanted = set(image_ids)
+    candidates: dict[str, list[Path]] = {}
+    for path in Path(folder).rglob("*"):
+        if path.stem in wanted and path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
+            candidates.setdefault(path.stem, []).append(path)
+    return {image_id: max(paths, key=lambda p: (pixel_count(p), p.stat().st_size, str(p)))
+            for image_id, paths in candidates.items()}
 
 
 def _is_readable_image(path: Path) -> bool:
@@ -158,6 +192,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; these are ordinary, shareable files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -165,12 +200,13 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def copy_from(source_dir: Path, dest: Path = EXAMPLES_DIR, manifest: Path = MANIFEST) -> FetchReport:
-    """Copy the manifest's images out of a local HAM10000 folder (any layout) into ``dest/{image_id}.jpg``."""
+    """Write the manifest's images from a local HAM10000 folder (any layout; the best resolution of each)
+    into ``dest/{image_id}.jpg``, re-encoded by ``encode_example``."""
     source_dir, dest = Path(source_dir), Path(dest)
     if not source_dir.is_dir():
         raise DataError(f"{source_dir}: not a folder")
     entries = read_manifest(manifest)
-    images = find_images(source_dir)
+    images = best_images(source_dir, [e.image_id for e in entries])
     dest.mkdir(parents=True, exist_ok=True)
     report = FetchReport()
     for e in entries:
@@ -179,7 +215,7 @@ def copy_from(source_dir: Path, dest: Path = EXAMPLES_DIR, manifest: Path = MANI
             report.failed[e.image_id] = f"not found in {source_dir}"
             continue
         try:
-            _write_atomic(dest / f"{e.image_id}.jpg", as_jpeg(source.read_bytes()))
+            _write_atomic(dest / f"{e.image_id}.jpg", encode_example(source.read_bytes()))
         except (OSError, ValueError) as err:
             report.failed[e.image_id] = f"{source}: {err}"
         else:
@@ -210,7 +246,8 @@ def _get(url: str, timeout: float, accept: str) -> tuple[bytes, str]:
 
 
 def fetch_isic_image(image_id: str, api_url: str, timeout: float = 30.0, variant: str = "full") -> bytes:
-    """JPEG bytes of one image from the ISIC Archive API (``GET images/{id}/``, then ``files.<variant>.url``)."""
+    """One image from the ISIC Archive API (``GET images/{id}/``, then ``files.<variant>.url``), re-encoded by
+    ``encode_example``."""
     meta_url = f"{api_url.rstrip('/')}/images/{urllib.parse.quote(image_id)}/"
     body, content_type = _get(meta_url, timeout, "application/json")
     try:
@@ -224,14 +261,15 @@ def fetch_isic_image(image_id: str, api_url: str, timeout: float = 30.0, variant
         raise ValueError(f"{meta_url}: JSON has no files.{variant}.url") from None
     data, content_type = _get(urllib.parse.urljoin(meta_url, image_url), timeout, "image/*")
     try:
-        return as_jpeg(data)
+        return encode_example(data)
     except ValueError as e:
         raise ValueError(f"{image_url.split('?', 1)[0]}: {e} (content type {content_type})") from None
 
 
 def download(dest: Path = EXAMPLES_DIR, api_url: str | None = None, manifest: Path = MANIFEST,
-             timeout: float = 30.0) -> FetchReport:
-    """Fetch the manifest's images from the ISIC Archive into ``dest``, skipping those already there.
+             timeout: float = 30.0, force: bool = False) -> FetchReport:
+    """Fetch the manifest's images from the ISIC Archive into ``dest``, skipping readable ones already there
+    unless ``force``.
 
     The API base is ``api_url``, else the ``ISIC_API_URL`` environment variable, else the public archive.
     """
@@ -242,7 +280,7 @@ def download(dest: Path = EXAMPLES_DIR, api_url: str | None = None, manifest: Pa
     report = FetchReport()
     for e in entries:
         target = dest / f"{e.image_id}.jpg"
-        if _is_readable_image(target):
+        if not force and _is_readable_image(target):
             report.skipped.append(e.image_id)
             continue
         try:

@@ -61,17 +61,21 @@ def cam_heatmap(cam: np.ndarray, class_index: int, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(heat).resize((size, size), Image.BICUBIC)).clip(0, 1)
 
 
-def _colormap(values: np.ndarray) -> np.ndarray:
-    """A blue-cyan-yellow-red ramp (jet-like) for 0..1 values, as uint8 RGB."""
-    v = values[..., None]
-    r = np.clip(1.5 - np.abs(4 * v - 3), 0, 1)
-    g = np.clip(1.5 - np.abs(4 * v - 2), 0, 1)
-    b = np.clip(1.5 - np.abs(4 * v - 1), 0, 1)
-    return (np.concatenate([r, g, b], axis=-1) * 255).astype(np.uint8)
+HEAT_FLOOR = 0.35  # below this fraction of the map's maximum the image is left untinted
+HEAT_MAX_ALPHA = 0.6  # the warmest spot is still 40% image, so the lesion stays visible under it
 
 
-def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> Image.Image:
-    """The heatmap blended over the image the model saw."""
-    colours = _colormap(heatmap).astype(np.float32)
-    blended = (1 - alpha) * image.astype(np.float32) + alpha * colours
+def _warm_colours(weight: np.ndarray) -> np.ndarray:
+    """Yellow (weight 0) to red (weight 1) as float RGB."""
+    yellow, red = np.array([255.0, 220.0, 0.0]), np.array([220.0, 0.0, 0.0])
+    return yellow + weight[..., None] * (red - yellow)
+
+
+def overlay(image: np.ndarray, heatmap: np.ndarray, floor: float = HEAT_FLOOR,
+            max_alpha: float = HEAT_MAX_ALPHA) -> Image.Image:
+    """The heatmap as a translucent warm tint over the image the model saw: none below ``floor``, growing to
+    ``max_alpha`` at the map's maximum, so the lesion and its borders stay visible everywhere."""
+    weight = np.clip((np.asarray(heatmap, np.float32) - floor) / (1 - floor), 0, 1)
+    alpha = max_alpha * weight[..., None]
+    blended = (1 - alpha) * image.astype(np.float32) + alpha * _warm_colours(weight)
     return Image.fromarray(blended.clip(0, 255).astype(np.uint8))

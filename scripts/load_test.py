@@ -38,12 +38,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     target.add_argument("--url", help="load an app that is already running at this 127.0.0.1 URL")
     p.add_argument("--pid", type=int, help="with --url: the server's process id, to sample its RSS")
     p.add_argument("--port", type=int, help="port for the started app (default: a free one)")
+    p.add_argument("--concurrency", type=int, help="the started app's --concurrency (default: app.py's default)")
     p.add_argument("--clients", type=int, default=50, help="concurrent clients (default: 50)")
     p.add_argument("--seconds", type=float, default=60, help="how long to send requests (default: 60)")
     p.add_argument("--max-requests", type=int, default=20_000, help="stop after this many requests in all")
     p.add_argument("--request-timeout", type=float, default=60, help="seconds before a request counts as failed")
     p.add_argument("--startup-timeout", type=float, default=180, help="seconds to wait for the started app")
-    p.add_argument("--api-name", default="/classify", help="endpoint (default: /classify; see app.py)")
+    p.add_argument("--api-name", default="/classify", choices=("/classify", "/classify_json"),
+                   help="endpoint (default: /classify, what the page calls; see app.py)")
     p.add_argument("--images", type=Path, help="folder of JPEGs (default: HAM10000 600x450 copy, else generated)")
     p.add_argument("--image-count", type=int, default=8, help="distinct images to send (default: 8)")
     p.add_argument("--top-k", type=int, default=3)
@@ -75,11 +77,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(model: str | None, port: int, timeout: float, log_path: Path) -> subprocess.Popen:
+def start_app(model: str | None, port: int, timeout: float, log_path: Path,
+              concurrency: int | None = None) -> subprocess.Popen:
     """Start app.py on 127.0.0.1 and wait until its page answers."""
     command = [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)]
     if model:
         command += ["--model", model]
+    if concurrency:
+        command += ["--concurrency", str(concurrency)]
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
            "TF_CPP_MIN_LOG_LEVEL": "2"}
     with open(log_path, "w") as log:
@@ -182,7 +187,7 @@ def client_loop(url: str, load: Load, images: list[Path], offset: int, args) -> 
                                 api_name=args.api_name)
             outputs = job.result(timeout=args.request_timeout)
             if isinstance(outputs, (list, tuple)) and outputs and outputs[-1] is None:
-                error = f"no result: {outputs[0]}"  # /classify reports bad input in its first output
+                error = f"no result: {outputs[0]}"  # /classify reports bad input in its first output, result last
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:300]
         load.record(time.perf_counter() - started, error)
@@ -213,13 +218,15 @@ def run_load(url: str, pid: int | None, images: list[Path], args) -> dict:
                            "p95": round(float(np.percentile(latencies, 95)), 1) if finished else None,
                            "max": round(float(latencies.max()), 1) if finished else None},
             "server_rss": sampler.summary(), "server_pid": pid, "error_examples": list(load.messages),
+            "concurrency": args.concurrency,
         }
 
 
 def report(results: dict) -> str:
     lat, rss = results["latency_ms"], results["server_rss"]
     lines = [
-        f"{results['clients']} clients for {results['seconds']} s against {results['url']} ({results['endpoint']})",
+        f"{results['clients']} clients for {results['seconds']} s against {results['url']} ({results['endpoint']}, "
+        f"app concurrency {results.get('concurrency') or 'default'})",
         f"requests {results['requests']}, errors {results['errors']}, unfinished {results['unfinished']}, "
         f"throughput {results['throughput_per_s']} successful requests/s",
         f"latency ms: p50 {lat['p50']}, p95 {lat['p95']}, max {lat['max']}",
@@ -242,7 +249,7 @@ def main(argv=None) -> int:
             port = args.port or free_port()
             print(f"starting app.py on 127.0.0.1:{port} ...", file=sys.stderr, flush=True)
             try:
-                server = start_app(args.model, port, args.startup_timeout, Path(tmp) / "app.log")
+                server = start_app(args.model, port, args.startup_timeout, Path(tmp) / "app.log", args.concurrency)
             except RuntimeError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2

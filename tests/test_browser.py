@@ -1,79 +1,164 @@
-"""The demo in headless Chromium: disclaimer visible without scrolling, an upload gets labelled probabilities."""
+"""The demo in headless Chromium: one screen at 1280x800, the phone order, the heatmap toggle, the batch tab."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
-import socket
-import urllib.parse
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from classifier.labels import CODES, DISCLAIMER
+from scripts import screenshot as shots
 from tests.conftest import lesion_like
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-VIEWPORT = {"width": 1280, "height": 800}
-
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+RESULT = re.compile(rf"\b({'|'.join(CODES)}) — \w")
 
 
 @pytest.fixture(scope="module")
 def served(tiny_model_dir):
-    if not CHROMIUM.is_file():
-        pytest.skip(f"{CHROMIUM} not found (Debian: apt-get install chromium)")
-    import app
-    from classifier.api import load_classifier
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo = app.build_demo(load_classifier(str(tiny_model_dir)))
-    _, url, _ = app.serve(demo, "127.0.0.1", port, block=False)
+    if not shots.CHROMIUM.is_file():
+        pytest.skip(f"{shots.CHROMIUM} not found (Debian: apt-get install chromium)")
+    demo, url = shots.start_app(str(tiny_model_dir))
     yield url
     demo.close()
 
 
-def only_local(route):
-    """Let the page reach the app and nothing else."""
-    url = urllib.parse.urlsplit(route.request.url)
-    if url.scheme in ("http", "https", "ws", "wss") and url.hostname not in ("127.0.0.1", "localhost"):
-        route.abort()
-    else:
-        route.continue_()
+@pytest.fixture(scope="module")
+def browser(served):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = shots.launch(p)
+        yield browser
+        browser.close()
 
 
-def test_disclaimer_visible_and_upload_is_classified(served, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+def box(page, selector: str) -> dict:
+    found = page.locator(selector).first.bounding_box()
+    assert found is not None, f"{selector} is not displayed"
+    return found
+
+
+def assert_in_view(page, selector: str, viewport: dict) -> dict:
+    b = box(page, selector)
+    assert b["y"] >= 0 and b["y"] + b["height"] <= viewport["height"], (selector, b)
+    assert b["x"] >= 0 and b["x"] + b["width"] <= viewport["width"], (selector, b)
+    return b
+
+
+def test_first_view_holds_everything_and_an_example_click_shows_its_result_in_place(browser, served, tmp_path):
+    from playwright.sync_api import expect
+
+    page = shots.open_page(browser, served, shots.DESKTOP)
+    for selector in ("#title", "#disclaimer", "#image-input", "#examples", "#result-column"):
+        assert_in_view(page, selector, shots.DESKTOP)
+    assert page.get_by_text(DISCLAIMER.split("'")[0]).is_visible()
+    thumbnails = page.locator("#examples button.thumbnail-item")
+    assert thumbnails.count() == 14
+    captions = page.locator("#examples .caption-label").all_inner_texts()
+    assert sorted(set(captions)) == sorted(CODES)  # every class, each under its thumbnail
+
+    thumbnails.nth(8).click()  # a melanoma
+    expect(page.locator("#probabilities")).to_contain_text(RESULT, timeout=60_000)
+    expect(page.locator("#malignancy")).to_contain_text("P(malignant) =", timeout=30_000)
+    expect(page.locator("#heatmap img")).to_be_visible(timeout=30_000)
+    assert page.evaluate("window.scrollY") == 0  # the page did not move
+    for selector in ("#probabilities", "#malignancy", "#heatmap", "#examples", "#disclaimer"):
+        assert_in_view(page, selector, shots.DESKTOP)
+    assert box(page, "#warning")["y"] < box(page, "#probabilities")["y"]  # a warning would come first
+    page.screenshot(path=tmp_path / "desktop.png")
+    print(f"screenshot: {tmp_path / 'desktop.png'}")
+
+    # The toggle shows the model's view alone, and the heatmap again; a new image keeps the choice.
+    overlay_src = page.locator("#heatmap img").get_attribute("src")
+    page.locator("#show-heatmap input").uncheck()
+    expect(page.locator("#heatmap")).to_contain_text("alone", timeout=30_000)
+    expect(page.locator("#heatmap img")).not_to_have_attribute("src", overlay_src)
+    view_src = page.locator("#heatmap img").get_attribute("src")
+    thumbnails.nth(12).click()
+    expect(page.locator("#heatmap img")).not_to_have_attribute("src", view_src, timeout=30_000)  # the new image
+    expect(page.locator("#heatmap")).to_contain_text("alone")
+    page.locator("#show-heatmap input").check()
+    expect(page.locator("#heatmap")).to_contain_text("Heatmap", timeout=30_000)
+    page.close()
+
+
+def test_phone_order_is_disclaimer_input_result_examples(browser, served):
+    from playwright.sync_api import expect
+
+    page = shots.open_page(browser, served, shots.PHONE)
+    shots.click_first_example(page)
+    expect(page.locator("#probabilities")).to_contain_text(RESULT)
+    order = [box(page, s) for s in ("#disclaimer", "#image-input", "#probabilities", "#examples")]
+    tops = [b["y"] for b in order]
+    assert tops == sorted(tops), tops
+    for b in order:
+        assert b["x"] >= 0 and b["x"] + b["width"] <= shots.PHONE["width"]
+    assert order[0]["y"] + order[0]["height"] <= shots.PHONE["height"]  # the disclaimer is in the first view
+    assert page.evaluate("document.documentElement.scrollWidth") <= shots.PHONE["width"]  # no sideways scrolling
+    page.close()
+
+
+def test_upload_is_classified_and_a_broken_file_gets_a_message(browser, served, tmp_path):
+    from playwright.sync_api import expect
 
     image = tmp_path / "lesion.jpg"
     Image.fromarray(lesion_like(200)).save(image, quality=92)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport=VIEWPORT)
-            page.route("**/*", only_local)
-            page.goto(served)
+    page = shots.open_page(browser, served, shots.DESKTOP)
+    page.locator("#image-input input[type=file]").set_input_files(image)
+    probabilities = page.locator("#probabilities")
+    expect(probabilities).to_contain_text(RESULT, timeout=60_000)
 
-            disclaimer = page.get_by_text(DISCLAIMER.split("'")[0])
-            expect(disclaimer).to_be_visible(timeout=30_000)
-            box = disclaimer.bounding_box()
-            assert box["y"] >= 0 and box["y"] + box["height"] <= VIEWPORT["height"]
-            assert box["x"] >= 0 and box["x"] + box["width"] <= VIEWPORT["width"]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not really a jpeg")
+    page.locator("#image-input input[type=file]").set_input_files(broken)
+    expect(page.locator("#warning")).to_contain_text("Cannot classify this input", timeout=30_000)
+    expect(probabilities).not_to_contain_text(" — ")
+    page.close()
 
-            page.locator("input[type=file]").first.set_input_files(image)
-            probabilities = page.locator("#probabilities")
-            expect(probabilities).to_contain_text(re.compile(rf"\b({'|'.join(CODES)}) — \w"), timeout=60_000)
-            page.screenshot(path=tmp_path / "demo.png", full_page=True)
-            print(f"screenshot: {tmp_path / 'demo.png'}")
 
-            broken = tmp_path / "broken.jpg"
-            broken.write_bytes(b"\xff\xd8 not really a jpeg")
-            page.locator("input[type=file]").first.set_input_files(broken)
-            expect(page.locator("#warning")).to_contain_text("Cannot classify this input", timeout=30_000)
-            expect(probabilities).not_to_contain_text(" — ")
-        finally:
-            browser.close()
+def test_batch_tab_gives_a_row_per_file_and_a_csv(browser, served, tmp_path):
+    from playwright.sync_api import expect
+
+    files = []
+    for seed in range(3):
+        files.append(tmp_path / f"lesion{seed}.jpg")
+        Image.fromarray(lesion_like(120, seed)).save(files[-1], quality=90)
+    files.append(tmp_path / "broken.jpg")
+    files[-1].write_bytes(b"\xff\xd8 not really a jpeg")
+
+    page = shots.open_page(browser, served, shots.DESKTOP)
+    page.get_by_role("tab", name="Many images").click()
+    expect(page.locator("#batch-limits")).to_contain_text("Up to 100 images")
+    page.locator("#batch-files input[type=file]").set_input_files(files)
+    expect(page.locator("#batch-files")).to_contain_text("broken", timeout=30_000)
+    page.locator("#batch-run").click()
+    expect(page.locator("#batch-summary")).to_contain_text("3 of 4 images classified", timeout=60_000)
+
+    rows = page.locator("#batch-table [role=row]:not(:has([role=columnheader]))")
+    expect(rows).to_have_count(4)
+    texts = rows.all_inner_texts()
+    assert sum("error:" in t for t in texts) == 1 and "broken.jpg" in next(t for t in texts if "error:" in t)
+    assert sum(bool(RESULT.search(t)) for t in texts) == 3
+
+    link = page.locator("#batch-csv a").first
+    expect(link).to_be_visible(timeout=30_000)
+    body = page.request.get(link.get_attribute("href")).text()
+    records = list(csv.DictReader(io.StringIO(body)))
+    assert sorted(r["file"] for r in records) == sorted(p.name for p in files)
+    assert [r["file"] for r in records if r["error"]] == ["broken.jpg"]
+    page.close()
+
+
+def test_screenshot_script_writes_both_views(browser, served, tmp_path):
+    """scripts/screenshot.py (which makes docs/demo-*.png) works: two PNGs of the right sizes."""
+    paths = shots.shoot(browser, served, tmp_path)
+    assert [p.name for p in paths] == ["demo-desktop.png", "demo-phone.png"]
+    for path, viewport in zip(paths, (shots.DESKTOP, shots.PHONE), strict=True):
+        with Image.open(path) as im:
+            assert im.size == (viewport["width"], viewport["height"])
+    assert Path(shots.ROOT / "docs" / "demo-desktop.png").is_file()  # the committed screenshot exists

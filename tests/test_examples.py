@@ -1,4 +1,4 @@
-"""The example-image manifest, copying the images from a local data set, and downloading them from ISIC."""
+"""The example images: the committed JPEGs and their manifest, refreshing them from a local data set or ISIC."""
 
 import argparse
 import io
@@ -11,6 +11,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -72,6 +73,37 @@ def test_manifest_covers_every_class_with_valid_unique_rows():
         assert e.path == examples.EXAMPLES_DIR / f"{e.image_id}.jpg"
 
 
+def test_committed_examples_are_small_readable_jpegs_of_every_class():
+    """A fresh clone shows every example: the JPEGs are in the repository, within the size limits."""
+    entries = examples.read_manifest()
+    assert len(entries) <= examples.MAX_EXAMPLES
+    assert [e.image_id for e in examples.available_examples()] == IDS  # every listed image is present
+    sizes = [e.path.stat().st_size for e in entries]
+    assert max(sizes) <= examples.EXAMPLE_MAX_BYTES and sum(sizes) <= examples.EXAMPLES_MAX_TOTAL_BYTES
+    for e in entries:
+        with Image.open(e.path) as im:
+            im.load()
+            assert im.format == "JPEG" and im.mode == "RGB" and max(im.size) <= examples.EXAMPLE_MAX_SIDE
+            assert "exif" not in im.info
+    readme = (examples.EXAMPLES_DIR / "README.md").read_text()
+    for needed in ("CC BY-NC-SA 4.0", "Tschandl", "Sci. Data 5, 180161 (2018)", "10.1038/sdata.2018.161", "MIT"):
+        assert needed in readme
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} not present")
+def test_committed_examples_are_the_data_sets_images_at_their_best_resolution():
+    """Each committed JPEG is what ``--from`` writes today from the best copy of that image."""
+    best = examples.best_images(SHARED, IDS)
+    for image_id in IDS:
+        source = best[image_id]
+        for folder in ("images_600x450", "images_center224", "images_200x150"):
+            if (SHARED / folder / f"{image_id}.jpg").is_file():
+                assert source.parent.name == folder  # the first folder that has it wins
+                break
+        committed = (examples.EXAMPLES_DIR / f"{image_id}.jpg").read_bytes()
+        assert committed == examples.encode_example(source.read_bytes()), image_id
+
+
 @pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} not present")
 def test_manifest_follows_the_selection_rule_and_metadata():
     """Diagnosis, age, sex and site shown in the app match the official metadata; images are test-split."""
@@ -95,11 +127,38 @@ def test_copy_from_kaggle_layout(tmp_path):
     assert list(report.failed) == [IDS[0]] and "not found" in report.failed[IDS[0]]
     assert sorted(p.stem for p in dest.iterdir()) == sorted(IDS[1:]) and not leftovers(dest)
     jpg = next(source.rglob(f"{IDS[1]}.jpg"))
-    assert (dest / f"{IDS[1]}.jpg").read_bytes() == jpg.read_bytes()  # JPEGs are copied byte for byte
-    with Image.open(dest / f"{IDS[-1]}.jpg") as im:  # the PNG was re-encoded
+    assert (dest / f"{IDS[1]}.jpg").read_bytes() == examples.encode_example(jpg.read_bytes())  # re-encoded
+    with Image.open(dest / f"{IDS[-1]}.jpg") as im:  # the PNG became a JPEG
         assert im.format == "JPEG"
     assert [e.image_id for e in examples.available_examples(dest)] == IDS[1:]
     assert all(e.path.parent == dest for e in examples.available_examples(dest))
+
+
+def test_copy_from_prefers_the_most_pixels(tmp_path):
+    """Several resolutions side by side: the largest image wins, whatever its file size."""
+    source = tmp_path / "data"
+    for folder, size, quality in (("small", (200, 150), 95), ("full", (600, 450), 10), ("crop", (224, 224), 95)):
+        (source / folder).mkdir(parents=True)
+        Image.new("RGB", size, (150, 90, 80)).save(source / folder / f"{IDS[0]}.jpg", quality=quality)
+    assert examples.best_images(source, [IDS[0]])[IDS[0]].parent.name == "full"
+    report = examples.copy_from(source, tmp_path / "dest")
+    assert report.written == [IDS[0]]
+    with Image.open(tmp_path / "dest" / f"{IDS[0]}.jpg") as im:
+        assert im.size == (600, 450)
+
+
+def test_encode_example_fits_the_limits_and_is_repeatable():
+    rng = np.random.default_rng(0)
+    noise = Image.fromarray(rng.integers(0, 256, (1200, 1600, 3), dtype=np.uint8))  # incompressible, too large
+    out = io.BytesIO()
+    noise.save(out, "PNG")
+    encoded = examples.encode_example(out.getvalue())
+    assert len(encoded) <= examples.EXAMPLE_MAX_BYTES
+    assert encoded == examples.encode_example(out.getvalue())  # same input, same bytes
+    with Image.open(io.BytesIO(encoded)) as im:
+        assert im.format == "JPEG" and im.size == (600, 450)
+    with pytest.raises(ValueError, match="not an image"):
+        examples.encode_example(b"<html>not an image</html>")
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} not present")
@@ -107,8 +166,7 @@ def test_copy_from_shared_data_set(tmp_path):
     report = examples.copy_from(SHARED, tmp_path)
     assert report.ok and report.written == IDS
     for image_id in IDS:
-        with Image.open(tmp_path / f"{image_id}.jpg") as im:
-            assert im.format == "JPEG" and min(im.size) >= 150
+        assert (tmp_path / f"{image_id}.jpg").read_bytes() == (examples.EXAMPLES_DIR / f"{image_id}.jpg").read_bytes()
 
 
 # --- download -----------------------------------------------------------------------------------------------
@@ -204,7 +262,7 @@ def test_download_writes_good_images_and_reports_bad_ones(isic, tmp_path, monkey
     assert "not JSON" in report.failed[not_json]
     assert "not an http(s) URL" in report.failed[local]
     for image_id in good:
-        assert (tmp_path / f"{image_id}.jpg").read_bytes() == FakeIsic.images[image_id]
+        assert (tmp_path / f"{image_id}.jpg").read_bytes() == examples.encode_example(FakeIsic.images[image_id])
     assert not (tmp_path / f"{missing}.jpg").exists() and not (tmp_path / f"{html}.jpg").exists()
     assert (tmp_path / f"{present}.jpg").read_bytes() == kept.getvalue()
     assert not leftovers(tmp_path)
@@ -215,6 +273,9 @@ def test_download_writes_good_images_and_reports_bad_ones(isic, tmp_path, monkey
     assert again.written == [] and set(again.failed) == {missing, html, not_json, local}
     assert sorted(again.skipped) == sorted(good + [present])
     assert not any(image_id in path for path in FakeIsic.requests for image_id in good)
+
+    forced = examples.download(tmp_path, api_url=isic, force=True)  # --force fetches present images again
+    assert present in forced.written and not forced.skipped
 
 
 @pytest.mark.slow

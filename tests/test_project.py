@@ -1,5 +1,7 @@
-"""Project-level promises: the Space front matter matches the pins, and no data set file is in git."""
+"""Project-level promises: the Space front matter matches the pins, and of the data set only the example images
+listed in examples/manifest.csv are in git."""
 
+import csv
 import re
 import subprocess
 
@@ -21,13 +23,20 @@ def test_readme_makes_the_repo_a_valid_gradio_space_pinned_like_requirements():
     assert meta["python_version"].strip('"') == "3.11"
 
 
-def test_no_images_of_the_data_set_are_tracked():
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+def test_only_the_listed_example_images_of_the_data_set_are_tracked():
+    """The one exception to "nothing from the data set is committed": the manifest's examples, at most 16."""
+    tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                             capture_output=True, text=True).stdout.split()
     if not tracked:  # not a git checkout (e.g. an exported Space): nothing to check
         return
-    examples = [p for p in tracked if p.startswith("examples/")]
-    assert examples == ["examples/manifest.csv"]
-    assert not [p for p in tracked if re.search(r"ISIC_\d+\.(jpe?g|png)$", p)]
+    with open(ROOT / "examples" / "manifest.csv", newline="") as f:
+        listed = [f"examples/{row['image_id']}.jpg" for row in csv.DictReader(f)]
+    assert len(listed) <= 16 and len(set(listed)) == len(listed)
+    in_examples = sorted(p for p in tracked if p.startswith("examples/"))
+    assert in_examples == sorted(["examples/README.md", "examples/manifest.csv", *listed])
+    data_set_images = [p for p in tracked if re.search(r"ISIC_\d+\.(jpe?g|png|bmp|tiff?|webp)$", p, flags=re.I)]
+    assert sorted(data_set_images) == sorted(listed)
+    assert not [p for p in tracked if p.startswith("shared/") or "HAM10000_metadata" in p]
 
 
 def test_readme_test_command_is_what_ci_runs():

@@ -1,4 +1,4 @@
-"""``python -m classifier bench``."""
+"""``python -m classifier bench``: the model's own speed beside naive Keras, and the demo end to end."""
 
 import sys
 from pathlib import Path
@@ -11,7 +11,12 @@ def add_arguments(p):
     p.add_argument("--runs", type=int, default=100, help="timed single-image runs (default: 100)")
     p.add_argument("--cold-runs", type=int, default=3, help="new processes per cold-start measurement (default: 3)")
     p.add_argument("--max-images", type=int, default=256, help="at most this many images from --images")
-    p.add_argument("--write", action="store_true", help="store the figures in the model folder's config and card")
+    p.add_argument("--write", action="store_true",
+                   help="store the model part's figures in the model folder's config and card")
+    p.add_argument("--part", choices=("all", "model", "e2e"), default="all",
+                   help="model: serving vs naive Keras; e2e: the demo's endpoints through gradio_client on "
+                        "127.0.0.1 and where the time goes; all (default): both")
+    p.add_argument("--concurrency", type=int, default=2, help="the app's --concurrency in the e2e part (default: 2)")
 
 
 def run(args):
@@ -21,8 +26,8 @@ def run(args):
     from classifier.model_folder import ModelFolderError
     from classifier.source import ModelSourceError
 
-    if args.runs < 1 or args.cold_runs < 1 or args.max_images < 1:
-        print("error: --runs, --cold-runs and --max-images must be at least 1", file=sys.stderr)
+    if args.runs < 1 or args.cold_runs < 1 or args.max_images < 1 or args.concurrency < 1:
+        print("error: --runs, --cold-runs, --max-images and --concurrency must be at least 1", file=sys.stderr)
         return 2
     if args.images is not None and not args.images.is_dir():
         print(f"error: --images {args.images} is not a folder", file=sys.stderr)
@@ -31,15 +36,26 @@ def run(args):
     def log(message):
         print(message, file=sys.stderr, flush=True)
 
-    try:
-        results = bench(args.model, args.images, args.runs, args.cold_runs, args.max_images, log=log)
-    except (ModelSourceError, ModelFolderError, ImportError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(table(results))
-    print(json.dumps(results))
-    if args.write:
-        from classifier.bench import write_to_model_folder
+    if args.part in ("all", "model"):
+        try:
+            results = bench(args.model, args.images, args.runs, args.cold_runs, args.max_images, log=log)
+        except (ModelSourceError, ModelFolderError, ImportError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(table(results))
+        print(json.dumps(results))
+        if args.write:
+            from classifier.bench import write_to_model_folder
 
-        write_to_model_folder(results)
+            write_to_model_folder(results)
+    if args.part in ("all", "e2e"):
+        from classifier import bench_e2e
+
+        try:
+            results = bench_e2e.e2e(args.model, args.images, args.runs, args.concurrency, args.max_images, log=log)
+        except (ModelSourceError, ModelFolderError, ImportError, ValueError, RuntimeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(bench_e2e.table(results))
+        print(json.dumps(results))
     return 0

@@ -1,4 +1,4 @@
-"""``python -m classifier examples``: put the images named in examples/manifest.csv into examples/."""
+"""``python -m classifier examples``: refresh the images named in examples/manifest.csv (re-encoded JPEGs)."""
 
 import sys
 from pathlib import Path
@@ -10,6 +10,8 @@ def add_arguments(p):
                         help="local HAM10000 folder, any layout (Kaggle's part_1/part_2, one folder, ...)")
     source.add_argument("--download", action="store_true",
                         help="fetch from the public ISIC Archive API (base URL: env ISIC_API_URL)")
+    p.add_argument("--force", action="store_true",
+                   help="with --download: fetch every image again, even those already present and readable")
     p.add_argument("--dest", type=Path, default=None, help="folder to fill (default: examples/)")
     p.add_argument("--manifest", type=Path, default=None, help="manifest CSV (default: examples/manifest.csv)")
 
@@ -30,7 +32,7 @@ def run(args):
         if args.source is not None:
             report = examples.copy_from(args.source, dest, manifest=manifest)
         else:
-            report = examples.download(dest, manifest=manifest)
+            report = examples.download(dest, manifest=manifest, force=args.force)
     except (DataError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -1,0 +1,126 @@
+"""Screenshots of the demo as a visitor first sees it, in headless Debian Chromium, for docs/.
+
+    python scripts/screenshot.py                 # bundled model -> docs/demo-desktop.png, docs/demo-phone.png
+    python scripts/screenshot.py --model DIR --out /tmp/shots
+
+Starts the app on 127.0.0.1 (no other host is reachable from the page), opens it at 1280x800 and at 390x844,
+clicks the first example and waits for its result, then saves the first view (no scrolling). The browser tests
+(tests/test_browser.py) drive the page with the same functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import sys
+import urllib.parse
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+RESULT_PATTERN = r"\b[a-z]+ — \w"  # a "code — name" line of the label
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(model: str | None, max_file_size: str = "10mb"):
+    """The demo served on a free 127.0.0.1 port: (demo, url)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    import app
+    from classifier.api import load_classifier
+
+    demo = app.build_demo(load_classifier(model), max_file_size)
+    _, url, _ = app.serve(demo, "127.0.0.1", free_port(), max_file_size=max_file_size, block=False)
+    return demo, url
+
+
+def only_local(route):
+    """Let the page reach the app and nothing else."""
+    url = urllib.parse.urlsplit(route.request.url)
+    if url.scheme in ("http", "https", "ws", "wss") and url.hostname not in ("127.0.0.1", "localhost"):
+        route.abort()
+    else:
+        route.continue_()
+
+
+def launch(playwright):
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+def open_page(browser, url: str, viewport: dict):
+    """A page of the app at ``viewport``, loaded (the disclaimer is visible)."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport=viewport)
+    page.route("**/*", only_local)
+    page.goto(url)
+    expect(page.locator("#disclaimer")).to_be_visible(timeout=60_000)
+    expect(page.locator("#examples img").first).to_be_visible(timeout=30_000)
+    return page
+
+
+def click_first_example(page):
+    """Click the first example thumbnail and wait for its labelled probabilities."""
+    from playwright.sync_api import expect
+
+    page.locator("#examples button.thumbnail-item").first.click()
+    expect(page.locator("#probabilities")).to_contain_text(re.compile(RESULT_PATTERN), timeout=60_000)
+    expect(page.locator("#heatmap img")).to_be_visible(timeout=30_000)
+
+
+def shoot(browser, url: str, out: Path) -> list[Path]:
+    """Both screenshots (desktop, phone) of the first view after an example click; returns their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+        page = open_page(browser, url, viewport)
+        click_first_example(page)
+        page.evaluate("window.scrollTo(0, 0)")
+        paths.append(out / f"demo-{name}.png")
+        page.screenshot(path=paths[-1])
+        page.close()
+    return paths
+
+
+def take(out: Path, model: str | None) -> list[Path]:
+    """Start the app with ``model`` and a browser, and :func:`shoot`."""
+    from playwright.sync_api import sync_playwright
+
+    demo, url = start_app(model)
+    try:
+        with sync_playwright() as p:
+            browser = launch(p)
+            try:
+                return shoot(browser, url, out)
+            finally:
+                browser.close()
+    finally:
+        demo.close()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default=str(ROOT / "model"), help="model folder or Hub repo id (default: model/)")
+    p.add_argument("--out", type=Path, default=ROOT / "docs", help="folder for the PNGs (default: docs/)")
+    args = p.parse_args(argv)
+    if not CHROMIUM.is_file():
+        print(f"error: {CHROMIUM} not found (Debian: apt-get install chromium)", file=sys.stderr)
+        return 2
+    for path in take(args.out, args.model):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
