@@ -23,10 +23,10 @@ from classifier.runtime import open_runtime
 from classifier.tta import views_of
 from classifier.uncertainty import mahalanobis_distance, prediction_sets
 
-MALIGNANT_NOTE = (
-    "P(malignant) is the sum of the probabilities of the malignant classes (akiec, bcc, mel). "
-    "It is a model output on a research data set, not a risk estimate for a person."
-)
+def malignant_note(codes: list[str]) -> str:
+    """What P(malignant) is, naming the model's malignant classes."""
+    return (f"P(malignant) is the sum of the probabilities of the malignant classes ({', '.join(codes)}). "
+            "It is a model output on a research data set, not a risk estimate for a person.")
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class Prediction:
             "top_k": [vars(p) for p in self.top],
             "probabilities": {p.code: p.probability for p in self.probabilities},
             "malignant_probability": self.malignant_probability,
-            "malignant_note": MALIGNANT_NOTE,
+            "malignant_note": malignant_note(sorted(p.code for p in self.probabilities if p.malignant)),
             "out_of_distribution": {
                 "warning": self.warning,
                 "reasons": self.warning_reasons,

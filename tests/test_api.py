@@ -84,3 +84,12 @@ def test_temperature_from_config_is_applied(tiny_model_dir, tmp_path):
 def test_bad_bytes_raise_image_error(classifier):
     with pytest.raises(ImageError):
         classifier.classify(b"<html>nope</html>")
+
+
+def test_json_names_the_models_own_malignant_classes_and_has_a_prediction_set_field(tiny_model_dir):
+    from classifier.api import Classifier
+    from tests.conftest import lesion_like
+
+    result = Classifier(tiny_model_dir).classify(lesion_like(100)).to_dict()
+    assert "(akiec, bcc, mel)" in result["malignant_note"]
+    assert result["prediction_set"] == {"classes": None, "coverage": None, "statement": None}  # none fitted
