@@ -23,6 +23,7 @@ from classifier.runtime import open_runtime
 from classifier.tta import views_of
 from classifier.uncertainty import mahalanobis_distance, prediction_sets
 
+
 def malignant_note(codes: list[str]) -> str:
     """What P(malignant) is, naming the model's malignant classes."""
     return (f"P(malignant) is the sum of the probabilities of the malignant classes ({', '.join(codes)}). "

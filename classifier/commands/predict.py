@@ -1,6 +1,12 @@
-"""``python -m classifier predict``: classify image files and folders, one JSON line (or CSV row) per image."""
+"""``python -m classifier predict``: classify image files and folders, one JSON line (or CSV row) per image.
+
+Two engines give the same rows: ``local`` (default) classifies in this process; ``ray`` spreads the work over
+Ray Data actors, on this machine or a cluster (classifier/scale.py). ``--out`` writes .jsonl, .csv or .parquet
+instead of stdout, and a second run with the same ``--out`` skips the images it already holds.
+"""
 
 import sys
+import time
 from pathlib import Path
 
 # Folders are searched for these; unsupported image types are listed too, so they get a clear error line.
@@ -10,9 +16,19 @@ BATCH_SIZE = 32
 
 
 def add_arguments(p):
-    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders (searched recursively)")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="image files or folders (searched recursively); with --engine ray also URIs such as "
+                   "s3://bucket/prefix or hf://datasets/owner/name/folder")
     p.add_argument("--top-k", type=int, default=3, help="classes to list per image (default: 3)")
-    p.add_argument("--format", choices=("json", "csv"), default="json", help="JSON lines (default) or CSV")
+    p.add_argument("--format", choices=("json", "csv"),
+                   help="stdout format: JSON lines (default) or CSV; --out takes its format from its suffix")
+    p.add_argument("--out", type=Path, help="write rows to this .jsonl, .csv or .parquet (a folder of part files) "
+                   "instead of stdout; if it exists, the images it holds are skipped and new rows appended")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: in this process (default); ray: Ray Data actors, one model per actor")
+    p.add_argument("--address", help="--engine ray: the Ray cluster to join (e.g. ray://head:10001 or auto; "
+                   "default: $RAY_ADDRESS, else a local Ray started and stopped for this run)")
+    p.add_argument("--num-cpus", type=int, help="--engine ray: CPUs of the local Ray it starts (default: all)")
     p.add_argument("--model", help="model folder or Hub repo id (default: MODEL_ID, else model/)")
     p.add_argument("--revision", help="Hub branch, tag or commit (default: MODEL_REVISION, else main)")
     p.add_argument("--tta", action="store_true", help="average over the configured test-time augmentation views")
@@ -39,25 +55,59 @@ def fail(message: str) -> int:
 
 
 def run(args):
-    import time
     import warnings
 
     from PIL import Image
 
+    from classifier import scale
     from classifier.api import load_classifier
-    from classifier.evaluation import progress
     from classifier.labels import DISCLAIMER
     from classifier.model_folder import ModelFolderError
+    from classifier.results import OutputError, open_output, out_format
     from classifier.source import ModelSourceError
 
-    missing = [str(p) for p in args.paths if not p.exists()]
-    if missing:
-        return fail(f"no such file or folder: {', '.join(missing)}")
-    paths = image_paths(args.paths)
-    if not paths:
-        return fail(f"no image files found in {', '.join(map(str, args.paths))}")
+    ray_engine = args.engine == "ray"
+    heatmap = args.heatmap or args.heatmap_dir is not None
+    if ray_engine and (args.tta or heatmap):
+        return fail("--tta, --heatmap and --heatmap-dir work with --engine local only")
+    if not ray_engine and (args.address or args.num_cpus is not None):
+        return fail("--address and --num-cpus are options of --engine ray")
+    if args.num_cpus is not None and args.num_cpus < 1:
+        return fail("--num-cpus must be at least 1")
+    if args.num_cpus is not None and args.address:
+        return fail("--num-cpus sizes a local Ray; the cluster at --address has its own CPUs")
     if args.top_k < 1:
         return fail("--top-k must be at least 1")
+    written_as = args.format or "json"  # on stdout; an --out file by its suffix
+    if args.out is not None:
+        try:
+            written_as = out_format(args.out)
+        except OutputError as exc:
+            return fail(str(exc))
+        if args.format is not None and args.format != written_as:
+            return fail(f"--format {args.format} is for stdout; --out {args.out} is written as {written_as}")
+    if ray_engine and not scale.ray_available():
+        return fail(scale.RAY_MISSING)
+
+    uris = [p for p in args.paths if scale.is_uri(p)]
+    if uris and not ray_engine:
+        return fail(f"URIs such as {uris[0]} are read by --engine ray; the local engine reads local files")
+    if uris and len(uris) < len(args.paths):
+        return fail("give either local paths or URIs, not both")
+    if not uris:
+        local = [Path(p) for p in args.paths]
+        missing = [str(p) for p in local if not p.exists()]
+        if missing:
+            return fail(f"no such file or folder: {', '.join(missing)}")
+        inputs = scale.local_inputs(image_paths(local))
+    else:
+        try:
+            inputs = scale.uri_inputs(uris, IMAGE_SUFFIXES)
+        except scale.InputError as exc:
+            return fail(str(exc))
+    if not inputs.ids:
+        return fail(f"no image files found in {', '.join(map(str, args.paths))}")
+
     try:
         classifier = load_classifier(args.model, args.revision, args.runtime)
     except (ModelSourceError, ModelFolderError, ImportError, ValueError, OSError) as exc:
@@ -66,7 +116,6 @@ def run(args):
         print(f"note: {classifier.source.notice}", file=sys.stderr)
     if args.top_k > len(classifier.labels):
         return fail(f"--top-k must be at most {len(classifier.labels)} (the number of classes)")
-    heatmap = args.heatmap or args.heatmap_dir is not None
     if args.heatmap_dir is not None:
         try:
             args.heatmap_dir.mkdir(parents=True, exist_ok=True)
@@ -74,49 +123,92 @@ def run(args):
             return fail(f"cannot create --heatmap-dir: {exc}")
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # such images get an error line
 
-    writer = Writer(args.format, args.top_k, args.heatmap_dir is not None)
-    if args.format == "csv":
-        print(DISCLAIMER, file=sys.stderr)
-    overlays = Overlays(args.heatmap_dir)
-    failed = 0
-    started = time.time()
     try:
-        if args.tta or heatmap:
-            for done, path in enumerate(paths, 1):
-                try:
-                    prediction = classifier.classify(path, top_k=args.top_k, tta=args.tta, heatmap=heatmap)
-                    writer.write(path, prediction=prediction, heatmap=heatmap, overlay=overlays.save(path, prediction))
-                except Exception as exc:  # ImageError, or a failure writing the overlay: report, go on
-                    writer.write(path, error=_message(exc))
-                    failed += 1
-                progress(done, len(paths), started)
+        writer, done = open_output(args.out, args.format or "json", args.top_k, classifier.config.codes,
+                                   args.heatmap_dir is not None)
+    except OutputError as exc:
+        return fail(str(exc))
+    todo = inputs.without(done)
+    if done:
+        print(f"note: {len(inputs.ids) - len(todo.ids)} of {len(inputs.ids)} images are already in {args.out}; "
+              f"scoring the other {len(todo.ids)}", file=sys.stderr)
+    if written_as != "json":  # JSON records carry the notice themselves
+        print(DISCLAIMER, file=sys.stderr)
+    try:
+        if ray_engine:
+            result = score_ray(classifier, todo, writer, args)
         else:
-            for start in range(0, len(paths), BATCH_SIZE):
-                chunk = paths[start:start + BATCH_SIZE]
-                failed += classify_chunk(classifier, chunk, args.top_k, writer)
-                progress(start + len(chunk), len(paths), started)
+            result = score_local(classifier, [Path(p) for p in todo.ids], writer, args.top_k, args.tta, heatmap,
+                                 Overlays(args.heatmap_dir))
     except BrokenPipeError:  # e.g. piped into head
         sys.stderr.close()
         return 1
-    return 1 if failed else 0
+    except RayRunError as exc:
+        return fail(str(exc))
+    finally:  # keep every row written so far, also when interrupted: the next run resumes after them
+        try:
+            writer.close()
+        except OSError:  # BrokenPipeError included
+            pass
+    print(result.summary(), file=sys.stderr)
+    return 1 if result.errors else 0
 
 
-def classify_chunk(classifier, paths: list[Path], top_k: int, writer) -> int:
-    """Classify a chunk through the Classifier's batch path; a bad file only costs its own line."""
-    failed = 0
-    for path, result in zip(paths, classifier.classify_each(paths, top_k=top_k, batch_size=BATCH_SIZE), strict=True):
-        if isinstance(result, Exception):
-            writer.write(path, error=_message(result))
-            failed += 1
-        else:
-            writer.write(path, prediction=result)
-    return failed
+class RayRunError(RuntimeError):
+    """The Ray run failed as a whole (cluster unreachable, workers unable to load the model, ...)."""
 
 
-def _message(exc: Exception) -> str:
-    from classifier.preprocessing import ImageError
+def score_ray(classifier, inputs, writer, args):
+    """Score on Ray with the model source the driver resolved, so every worker loads the same model."""
+    from classifier import scale
 
-    return str(exc) if isinstance(exc, ImageError) else f"{type(exc).__name__}: {exc}"
+    source = classifier.source
+    if source is not None and source.repo_id is not None:
+        model, revision = source.repo_id, source.commit or source.revision  # the commit the driver got
+    else:
+        model, revision = (str(source.path) if source is not None else args.model), None
+    try:
+        return scale.score_on_ray(inputs, writer.write, model, revision, args.runtime, args.top_k,
+                                  address=args.address, num_cpus=args.num_cpus, flush=writer.flush)
+    except (BrokenPipeError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # Ray raises many types (RayTaskError wraps the worker's own); report its first line
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        raise RayRunError(f"the Ray run failed: {lines[0] if lines else type(exc).__name__}") from exc
+
+
+def score_local(classifier, paths: list[Path], writer, top_k: int, tta: bool, heatmap: bool, overlays):
+    """Score in this process through the Classifier's batch path (one image at a time with TTA or heatmaps)."""
+    from classifier.evaluation import progress
+    from classifier.results import record_of
+    from classifier.scale import EngineRun
+
+    result = EngineRun(engine="local")
+    started, clock = time.time(), time.perf_counter()
+    if tta or heatmap:
+        for done, path in enumerate(paths, 1):
+            try:
+                prediction = classifier.classify(path, top_k=top_k, tta=tta, heatmap=heatmap)
+                record = record_of(str(path), prediction, heatmap=heatmap, overlay=overlays.save(path, prediction))
+            except Exception as exc:  # ImageError, or a failure writing the overlay: report, go on
+                record = record_of(str(path), exc)
+            writer.write(record)
+            result.images += 1
+            result.errors += "error" in record
+            progress(done, len(paths), started)
+    else:
+        for start in range(0, len(paths), BATCH_SIZE):
+            chunk = paths[start:start + BATCH_SIZE]
+            for path, outcome in zip(chunk, classifier.classify_each(chunk, top_k=top_k, batch_size=BATCH_SIZE),
+                                     strict=True):
+                record = record_of(str(path), outcome)
+                writer.write(record)
+                result.images += 1
+                result.errors += "error" in record
+            writer.flush()
+            progress(start + len(chunk), len(paths), started)
+    result.seconds = time.perf_counter() - clock
+    return result
 
 
 class Overlays:
@@ -137,47 +229,3 @@ class Overlays:
         out = self.folder / name
         prediction.heatmap_image().save(out)
         return str(out)
-
-
-class Writer:
-    """JSON lines or CSV rows on stdout, one per image, flushed as they come."""
-
-    def __init__(self, fmt: str, top_k: int, with_overlay: bool):
-        import csv
-
-        self.fmt = fmt
-        self.top_k = top_k
-        self.with_overlay = with_overlay
-        if fmt == "csv":
-            self.csv = csv.writer(sys.stdout, lineterminator="\n")
-            header = ["path", "label"]
-            for i in range(1, top_k + 1):
-                header += [f"top{i}_code", f"top{i}_probability"]
-            header += ["malignant_probability", "warning"] + (["heatmap_path"] if with_overlay else []) + ["error"]
-            self.csv.writerow(header)
-
-    def write(self, path: Path, prediction=None, error: str | None = None, heatmap: bool = False,
-              overlay: str | None = None) -> None:
-        import json
-
-        if self.fmt == "json":
-            if prediction is None:
-                record = {"path": str(path), "error": error}
-            else:
-                record = {"path": str(path), **prediction.to_dict(include_heatmap=heatmap)}
-                if overlay is not None:
-                    record["heatmap_path"] = overlay
-            print(json.dumps(record), flush=True)
-        else:
-            row = [str(path)]
-            if prediction is None:
-                row += [""] * (1 + 2 * self.top_k + 2)
-            else:
-                row.append(prediction.label)
-                for p in prediction.top:
-                    row += [p.code, f"{p.probability:.6f}"]
-                row += [f"{prediction.malignant_probability:.6f}", prediction.warning or ""]
-            if self.with_overlay:
-                row.append(overlay or "")
-            self.csv.writerow(row + [error or ""])
-            sys.stdout.flush()

@@ -1,0 +1,254 @@
+"""The Ray engine of ``predict``: score an image archive with Ray Data, on this machine or on a Ray cluster.
+
+    read_binary_files(inputs) -> map_batches(ScoreImages: one Classifier per actor) -> rows to the driver
+
+Each actor loads the model once (``load_classifier``: the same source resolution and Hugging Face cache as
+everywhere else, on whichever node the actor runs) and scores its batches with ``Classifier.classify_each``, so
+its rows equal the in-process engine's. The driver lists the inputs (local paths, or URIs such as ``s3://`` and
+``hf://``), skips those an existing ``--out`` already holds, and writes the rows as they arrive, in input
+order. Ray is optional: ``pip install -r requirements-scale.txt``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import posixpath
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+RAY_MISSING = "--engine ray needs Ray, which is not installed: pip install -r requirements-scale.txt"
+URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+BATCH_SIZE = 32
+
+
+class InputError(ValueError):
+    """The inputs cannot be listed; the message says why."""
+
+
+def ray_available() -> bool:
+    """True when Ray Data can be imported."""
+    try:
+        import ray.data  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def is_uri(text: str) -> bool:
+    """True for ``scheme://...`` (s3://, gs://, hf://, file://, ...); False for a local path."""
+    return bool(URI.match(text))
+
+
+@dataclass
+class Inputs:
+    """The image files to score: ``ids`` as rows show them, ``locations`` as ``filesystem`` reads them."""
+
+    ids: list[str]
+    locations: list[str]
+    filesystem: object = None  # a pyarrow FileSystem; None: local paths
+
+    def without(self, done: set[str]) -> Inputs:
+        """These inputs less the ids in ``done``."""
+        kept = [(i, loc) for i, loc in zip(self.ids, self.locations, strict=True) if i not in done]
+        return Inputs([i for i, _ in kept], [loc for _, loc in kept], self.filesystem)
+
+
+def local_inputs(paths: list[Path]) -> Inputs:
+    """Local image files: shown as given, read by absolute path (Ray's workers need not share our directory)."""
+    return Inputs([str(p) for p in paths], [os.path.abspath(p) for p in paths])
+
+
+def uri_inputs(uris: list[str], suffixes) -> Inputs:
+    """Files behind URIs (one file system for all), folders listed recursively to their image files, sorted.
+    pyarrow's file systems serve s3://, gs://, abfs://, hdfs:// and file://; fsspec's the others (hf://...)."""
+    schemes = {uri.split("://", 1)[0].lower() for uri in uris}
+    if len(schemes) > 1:
+        raise InputError(f"one kind of location per run, not {', '.join(sorted(schemes))}")
+    scheme = schemes.pop()
+    filesystem, roots = _filesystem(uris)
+    from pyarrow.fs import FileSelector, FileType
+
+    ids, locations, missing = [], [], []
+    for uri, root in zip(uris, roots, strict=True):
+        try:
+            info = filesystem.get_file_info(root)
+            folder = info.type == FileType.Directory
+            found = filesystem.get_file_info(FileSelector(root, recursive=True)) if folder else []
+        except Exception as exc:  # each file system raises its own types (network, credentials, permissions)
+            raise InputError(f"cannot list {uri}: {type(exc).__name__}: {exc}") from exc
+        if info.type == FileType.NotFound:
+            missing.append(uri)
+        elif folder:
+            files = sorted(f.path for f in found
+                           if f.type == FileType.File and posixpath.splitext(f.path)[1].lower() in suffixes)
+            locations += files
+            ids += [f"{scheme}://{f}" for f in files]
+        else:
+            locations.append(root)
+            ids.append(uri)
+    if missing:
+        raise InputError(f"no such file or folder: {', '.join(missing)}")
+    return Inputs(ids, locations, filesystem)
+
+
+def _filesystem(uris: list[str]):
+    """A pyarrow file system for the URIs and each URI's path in it."""
+    import pyarrow.fs as pafs
+
+    try:
+        resolved = [pafs.FileSystem.from_uri(uri) for uri in uris]
+        return resolved[0][0], [path for _, path in resolved]
+    except Exception as exc:  # pyarrow: ArrowInvalid for a scheme it lacks, OSError for bad credentials
+        pyarrow_error = exc
+    try:
+        import fsspec
+        from fsspec.core import url_to_fs
+
+        resolved = [url_to_fs(uri) for uri in uris]
+    except ImportError:
+        raise InputError(f"cannot read {uris[0]}: {pyarrow_error}") from None
+    except (ValueError, OSError) as exc:
+        raise InputError(f"cannot read {uris[0]}: {exc}") from exc
+    filesystem = resolved[0][0]
+    if not isinstance(filesystem, fsspec.AbstractFileSystem):
+        raise InputError(f"cannot read {uris[0]}: {pyarrow_error}")
+    return pafs.PyFileSystem(pafs.FSSpecHandler(filesystem)), [path for _, path in resolved]
+
+
+class ScoreImages:
+    """Ray Data callable class: an actor that holds one Classifier and scores batches of image files.
+
+    In: ``{"path": [...], "bytes": [...]}``; out: ``{"path": [...], "record": [JSON text]}``, a record being
+    ``Prediction.to_dict()`` or ``{"error": ...}`` (the driver adds the input's id as its path)."""
+
+    def __init__(self, model: str | None, revision: str | None, runtime: str, top_k: int):
+        from classifier.api import load_classifier
+
+        self.classifier = load_classifier(model, revision, runtime)
+        self.top_k = top_k
+        _fit_threads_to_actor(self.classifier)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from classifier.results import record_of
+
+        paths = [str(p) for p in batch["path"]]
+        data = [bytes(b) for b in batch["bytes"]]
+        results = self.classifier.classify_each(data, top_k=self.top_k, batch_size=max(len(data), 1))
+        records = []
+        for path, result in zip(paths, results, strict=True):
+            record = record_of(path, result)
+            del record["path"]
+            records.append(json.dumps(record))
+        return {"path": np.array(paths, dtype=object), "record": np.array(records, dtype=object)}
+
+
+def _fit_threads_to_actor(classifier) -> None:
+    """Run LiteRT on as many threads as the actor has CPUs (it would take every core of the node otherwise, and
+    the node runs one actor per CPU)."""
+    import ray
+
+    from classifier.runtime import LiteRTRuntime
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    if cpus and classifier.runtime.name == "litert":
+        classifier.runtime = LiteRTRuntime(classifier.config, threads=max(1, int(cpus)))
+
+
+@dataclass
+class EngineRun:
+    """What a run did: images scored, how many failed, and its timings in seconds."""
+
+    images: int = 0
+    errors: int = 0
+    seconds: float = 0.0  # scoring: first input read to last row written (Ray: actors' start included)
+    startup_seconds: float = 0.0  # Ray: starting or joining the cluster
+    first_row_seconds: float | None = None  # Ray: from the start of scoring to the first row
+    engine: str = "local"
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        """The final line: images, errors, images/s (and Ray's start-up)."""
+        text = (f"summary: {self.images} images, {self.errors} errors, {self.images_per_second:.1f} images/s "
+                f"({self.seconds:.2f} s, {self.engine} engine)")
+        if self.engine == "ray":
+            text += f"; Ray start-up {self.startup_seconds:.2f} s"
+        return text
+
+
+def connect(address: str | None, num_cpus: int | None) -> bool:
+    """Join the Ray cluster at ``address`` (or $RAY_ADDRESS), or start a local one of ``num_cpus`` CPUs (default:
+    all of this machine's). Returns True when this call started or joined Ray (and ``ray.shutdown`` is ours)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    log_options = {"logging_level": "warning", "configure_logging": True}
+    if address or os.environ.get("RAY_ADDRESS"):
+        package = str(Path(__file__).resolve().parent)  # workers run the driver's code
+        ray.init(address=address, runtime_env={"py_modules": [package]}, **log_options)
+    else:
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **log_options)
+    return True
+
+
+def score_on_ray(inputs: Inputs, write, model: str | None, revision: str | None, runtime: str = "auto",
+                 top_k: int = 3, address: str | None = None, num_cpus: int | None = None,
+                 flush=lambda: None) -> EngineRun:
+    """Score ``inputs`` on Ray and call ``write(record)`` for each, in input order; ``flush()`` after each batch.
+    Starts a local Ray (and shuts it down) unless ``address``/$RAY_ADDRESS names a cluster or Ray is running."""
+    import ray
+    import ray.data
+
+    run = EngineRun(engine="ray")
+    if not inputs.ids:  # e.g. all of them are in --out already: no need for Ray
+        return run
+    started = time.perf_counter()
+    ours = connect(address, num_cpus)
+    try:
+        run.startup_seconds = time.perf_counter() - started
+        context = ray.data.DataContext.get_current()
+        context.execution_options.preserve_order = True  # rows in input order, as the local engine writes them
+        # One actor per CPU of the cluster (each runs LiteRT on one thread); smaller batches when there are fewer
+        # than BATCH_SIZE inputs per CPU, so that every actor gets some.
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        batch_size = max(1, min(BATCH_SIZE, math.ceil(len(inputs.ids) / cpus)))
+        actors = min(cpus, math.ceil(len(inputs.ids) / batch_size))
+        ids = dict(zip(inputs.locations, inputs.ids, strict=True))
+        # A read task per batch. Reading is input/output only (the actors decode), so the read tasks take no CPU
+        # from the actors' budget (with it, a 1-CPU Ray waits forever: its actor holds the CPU that the reads
+        # need); their number at a time is capped instead (uncapped, Ray starts a worker process for each).
+        dataset = ray.data.read_binary_files(inputs.locations, include_paths=True, filesystem=inputs.filesystem,
+                                             override_num_blocks=math.ceil(len(inputs.ids) / batch_size),
+                                             num_cpus=0, concurrency=actors)
+        dataset = dataset.map_batches(
+            ScoreImages,
+            fn_constructor_kwargs={"model": model, "revision": revision, "runtime": runtime, "top_k": top_k},
+            batch_size=batch_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            num_cpus=1,
+        )
+        scoring = time.perf_counter()
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            for location, text in zip(batch["path"], batch["record"], strict=True):
+                record = {"path": ids.get(str(location), str(location)), **json.loads(text)}
+                write(record)
+                run.images += 1
+                run.errors += "error" in record
+            if run.first_row_seconds is None:
+                run.first_row_seconds = time.perf_counter() - scoring
+            flush()
+        run.seconds = time.perf_counter() - scoring
+        return run
+    finally:
+        if ours:
+            ray.shutdown()

@@ -1,0 +1,225 @@
+"""``predict --engine ray`` against the local engine, and ``--out`` (JSON lines, CSV, Parquet) with resuming.
+
+The Ray tests run a local Ray of 2 CPUs over ~20 generated lesion-like images plus the broken files of
+tests/bad_inputs.py, with the tiny model; they are skipped, with the reason, when Ray is not installed.
+"""
+
+import csv
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from classifier.cli import main
+from tests.bad_inputs import build_corpus
+from tests.conftest import ROOT, lesion_like
+
+GENERATED = 20
+TOLERANCE = 1e-4
+pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+
+
+def ray_or_skip():
+    pytest.importorskip("ray.data", reason="Ray is not installed (pip install -r requirements-scale.txt)")
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    """~20 generated images of several sizes and formats, and a folder of broken and awkward files."""
+    folder = tmp_path_factory.mktemp("archive").resolve()
+    for seed in range(GENERATED):
+        image = Image.fromarray(lesion_like(64 + 8 * seed, seed=seed))
+        image.save(folder / f"lesion_{seed:02d}.{'png' if seed % 5 == 0 else 'jpg'}")
+    build_corpus(folder / "odd")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray of 2 CPUs for this module (the engine joins it rather than starting its own)."""
+    ray_or_skip()
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="warning")
+    yield ray
+    ray.shutdown()
+
+
+def predict(capsys, *argv) -> tuple[int, str, str]:
+    """Run ``python -m classifier predict`` in this process: exit status, stdout, stderr."""
+    capsys.readouterr()
+    status = main(["predict", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def assert_close(local, ray, where="row"):
+    """Equal, except that numbers may differ by TOLERANCE."""
+    if isinstance(local, dict):
+        assert isinstance(ray, dict) and list(local) == list(ray), where
+        for key in local:
+            assert_close(local[key], ray[key], f"{where}.{key}")
+    elif isinstance(local, list):
+        assert isinstance(ray, list) and len(local) == len(ray), where
+        for i, (a, b) in enumerate(zip(local, ray, strict=True)):
+            assert_close(a, b, f"{where}[{i}]")
+    elif isinstance(local, float) and not isinstance(local, bool):
+        assert isinstance(ray, (int, float)) and abs(local - ray) <= TOLERANCE, (where, local, ray)
+    else:
+        assert local == ray, (where, local, ray)
+
+
+def summary_images(stderr: str) -> int:
+    line = next(line for line in stderr.splitlines() if line.startswith("summary: "))
+    return int(line.split()[1])
+
+
+@pytest.fixture(scope="module")
+def local_rows(archive, tiny_model_dir) -> list[dict]:
+    done = subprocess.run([sys.executable, "-m", "classifier", "predict", archive, "--model", tiny_model_dir],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr  # the broken files fail
+    return json_lines(done.stdout)
+
+
+def test_ray_engine_gives_the_local_engines_rows_errors_included(archive, tiny_model_dir, local_rows, local_ray,
+                                                                  capsys, tmp_path):
+    status, out, err = predict(capsys, archive, "--engine", "ray", "--model", tiny_model_dir,
+                               "--out", tmp_path / "ray.jsonl")
+    assert status == 1 and not out and "Traceback" not in err
+    rows = json_lines((tmp_path / "ray.jsonl").read_text())
+    assert len(rows) == len(local_rows) > GENERATED
+    assert_close(local_rows, rows)  # same paths in the same order, labels, probabilities, errors
+    errors = [r for r in rows if "error" in r]
+    assert 5 <= len(errors) < len(rows) - GENERATED
+    assert all(r["error"].startswith(Path(r["path"]).name + ": ") for r in errors)  # named like the local engine's
+    assert f"summary: {len(rows)} images, {len(errors)} errors" in err and "Ray start-up" in err
+
+
+def test_ray_engine_csv_on_stdout_and_uris(archive, tiny_model_dir, local_ray, capsys):
+    status, local_csv, _ = predict(capsys, archive, "--model", tiny_model_dir, "--format", "csv", "--top-k", "2")
+    assert status == 1
+    uri = archive.as_uri()  # file:///...: read through the same URI code as s3:// or hf://
+    status, ray_csv, err = predict(capsys, uri, "--engine", "ray", "--model", tiny_model_dir, "--format", "csv",
+                                   "--top-k", "2")
+    assert status == 1, err
+    local, ray = list(csv.DictReader(local_csv.splitlines())), list(csv.DictReader(ray_csv.splitlines()))
+    assert [r["path"] for r in ray] == [f"file://{r['path']}" for r in local]
+    for a, b in zip(local, ray, strict=True):
+        for column, value in a.items():
+            if column == "path":
+                continue
+            if "probability" in column and value:
+                assert abs(float(value) - float(b[column])) <= TOLERANCE
+            else:
+                assert value == b[column], column
+    assert {"probability_mel", "malignant_probability", "top2_code", "error"} <= set(local[0])
+
+
+def test_ray_engine_resumes_a_parquet_output(archive, tiny_model_dir, local_rows, local_ray, capsys, tmp_path):
+    pyarrow_parquet = pytest.importorskip("pyarrow.parquet")
+    partial = tmp_path / "archive"
+    shutil.copytree(archive, partial)
+    later = sorted(partial.glob("lesion_1*"))  # held back from the first run
+    for path in later:
+        path.rename(tmp_path / path.name)
+    out = tmp_path / "scores.parquet"
+    status, _, err = predict(capsys, partial, "--engine", "ray", "--model", tiny_model_dir, "--out", out)
+    assert status == 1 and summary_images(err) == len(local_rows) - len(later)
+    for path in later:
+        (tmp_path / path.name).rename(path)
+    (partial / "odd" / "good.jpg").write_bytes(b"")  # scored already: not read again, so no new error for it
+    status, _, err = predict(capsys, partial, "--engine", "ray", "--model", tiny_model_dir, "--out", out)
+    assert status == 0, err  # only the held-back images were scored, and they are all good
+    assert summary_images(err) == len(later) and f"{len(local_rows) - len(later)} of {len(local_rows)}" in err
+    assert len(list(out.glob("part-*.parquet"))) == 2
+    table = pyarrow_parquet.read_table(out).to_pylist()
+    by_path = {row["path"]: row for row in table}
+    assert len(table) == len(by_path) == len(local_rows)
+    for record in local_rows:
+        row = by_path[str(partial / Path(record["path"]).relative_to(archive))]
+        assert row["label"] == record.get("label") and row["error"] == record.get("error")
+        if "label" in record:
+            assert math.isclose(row["probability_nv"], record["probabilities"]["nv"], abs_tol=TOLERANCE)
+
+
+def test_local_engine_out_resumes_after_a_cut_off_line(archive, tiny_model_dir, local_rows, capsys, tmp_path):
+    out = tmp_path / "scores.jsonl"
+    status, stdout, err = predict(capsys, archive, "--model", tiny_model_dir, "--out", out)
+    assert status == 1 and not stdout and summary_images(err) == len(local_rows)
+    assert json_lines(out.read_text()) == local_rows
+    text = out.read_text()
+    out.write_text(text[:len(text) - len(text.splitlines()[-1]) // 2 - 1])  # a run stopped mid-line
+    status, _, err = predict(capsys, archive, "--model", tiny_model_dir, "--out", out)
+    assert summary_images(err) == 1  # the cut-off row again, nothing else
+    assert json_lines(out.read_text()) == local_rows
+    status, _, err = predict(capsys, archive, "--model", tiny_model_dir, "--out", out)
+    assert status == 0 and summary_images(err) == 0
+
+
+def test_out_csv_keeps_its_columns_and_other_misuse_is_an_error(archive, tiny_model_dir, capsys, tmp_path):
+    out = tmp_path / "scores.csv"
+    status, _, _ = predict(capsys, archive / "odd", "--model", tiny_model_dir, "--out", out, "--top-k", "2")
+    assert status == 1 and out.read_text().startswith("path,label,top1_code,top1_probability,top2_code,")
+    for argv, message in [
+        (["--out", out, "--top-k", "3"], "has other columns"),
+        (["--out", tmp_path / "scores.txt"], "must end in .jsonl, .csv, .parquet"),
+        (["--out", tmp_path / "x.jsonl", "--format", "csv"], "--format csv is for stdout"),
+        (["--address", "auto"], "options of --engine ray"),
+        (["--engine", "ray", "--tta"], "--engine local only"),
+        (["--engine", "ray", "--address", "auto", "--num-cpus", "1"], "sizes a local Ray"),
+    ]:
+        status, stdout, err = predict(capsys, archive / "odd", "--model", tiny_model_dir, *argv)
+        assert status == 2 and not stdout and err.strip().splitlines()[-1].startswith("error: "), argv
+        assert message in err, (argv, err)
+
+
+def test_local_engine_writes_parquet_without_tensorflow(archive, tiny_model_dir, tmp_path):
+    pyarrow_parquet = pytest.importorskip("pyarrow.parquet")
+    report = "import sys; from classifier.cli import main; status = main(sys.argv[1:]); print(status, " \
+             "'tensorflow' in sys.modules)"
+    out = tmp_path / "odd.parquet"
+    done = subprocess.run([sys.executable, "-c", report, "predict", str(archive / "odd"), "--model",
+                           str(tiny_model_dir), "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.split() == ["1", "False"], done.stderr  # some files fail; the serving path has no TensorFlow
+    rows = pyarrow_parquet.read_table(out).to_pylist()
+    files = sorted((archive / "odd").iterdir())
+    assert [row["path"] for row in rows] == [str(f) for f in files]
+    assert all((row["label"] is None) == (row["error"] is not None) for row in rows)
+    assert all(abs(sum(row[f"probability_{c}"] for c in ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")) - 1)
+               < 1e-3 for row in rows if row["label"])
+
+
+def test_missing_ray_is_a_clear_error(archive, tiny_model_dir):
+    hide_ray = ("import sys; sys.modules['ray'] = None; from classifier.cli import main; "
+                "sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", hide_ray, "predict", str(archive), "--engine", "ray", "--model",
+                           str(tiny_model_dir)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and not done.stdout
+    assert done.stderr.strip() == ("error: --engine ray needs Ray, which is not installed: "
+                                   "pip install -r requirements-scale.txt")
+
+
+@pytest.mark.slow
+def test_cli_starts_and_stops_its_own_ray(archive, tiny_model_dir, local_rows):
+    """No --address and no RAY_ADDRESS: the command starts a local Ray, uses it and shuts it down."""
+    ray_or_skip()
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run([sys.executable, "-m", "classifier", "predict", str(archive / "odd"), "--engine", "ray",
+                           "--num-cpus", "1", "--model", str(tiny_model_dir)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert done.returncode == 1, done.stderr
+    expected = [r for r in local_rows if Path(r["path"]).parent.name == "odd"]
+    assert_close(expected, json_lines(done.stdout))
+    assert "Ray start-up" in done.stderr.splitlines()[-1]
