@@ -22,7 +22,6 @@ input its first output is the message and the others are empty.
 import argparse
 import os
 import sys
-from html import escape
 
 # The page's layout. Desktop: input and examples on the left, the result on the right, all in one 1280x800
 # screen. Narrow screens: one column in the order input, result, examples.
@@ -106,8 +105,10 @@ def build_demo(classifier, max_file_size: str | int = "10mb"):
         out_of_distribution, ...). Research only; no clinical value."""
         try:
             return logic.classify(classifier, image, top_k, tta, heatmap_class, max_bytes, upload_dir)
-        except ValueError as err:  # ImageError is a ValueError
-            raise gr.Error(escape(str(err)), print_exception=False) from None
+        except ValueError as err:  # a ClassifierError (ImageError) or a bad top_k or heatmap class
+            # Plain text, not escaped: API clients get the message as it is, and the page sanitises the HTML that
+            # gr.Error may hold (an escaped quote would reach both as `&#x27;`).
+            raise gr.Error(str(err), print_exception=False) from None
 
     def on_example(selected: gr.SelectData):
         return str(found[selected.index].path)
@@ -220,11 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.analytics:
         os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when gradio is imported
     from classifier.api import load_classifier
-    from classifier.source import ModelSourceError
 
     try:
         classifier = load_classifier(args.model, args.revision)
-    except (ModelSourceError, ValueError, OSError, ImportError) as err:  # ModelFolderError is a ValueError
+    except (ValueError, OSError, ImportError) as err:  # ValueError: a ClassifierError (model source or folder)
         print(f"error: cannot load the model: {err}", file=sys.stderr)
         return 1
     if classifier.source is not None and classifier.source.notice:

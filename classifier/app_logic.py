@@ -232,7 +232,7 @@ def show(classifier: Classifier, image, top_k=3, tta: bool = False, heatmap_clas
         if source is None:
             return Shown(NO_IMAGE, None, "", None, None)
         prediction = _classify_source(classifier, source, top_k, tta, heatmap_class, True)
-    except ValueError as err:  # ImageError is a ValueError
+    except ValueError as err:  # a ClassifierError (ImageError) or a bad top_k or heatmap class
         problem = f"Cannot classify this input: {err}"
         return Shown(f"### ⚠️ {problem}", None, "", None, None, problem=problem)
     return Shown(warning_markdown(prediction), label_dict(prediction), malignancy_markdown(prediction, classifier),

@@ -1,10 +1,16 @@
-"""Command-line entry point: each command lives in its own module under ``classifier.commands``."""
+"""Command-line entry point: each command lives in its own module under ``classifier.commands``.
+
+Exit status: 0 done; 1 some files failed (each has its own error line); 2 a usage, input, data or model error
+(``error: ...`` on stderr: a command's own checks, or any ClassifierError, printed here); 130 interrupted.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+
+from classifier.errors import ClassifierError
 
 COMMANDS = {
     "predict": "classify images and print JSON or CSV",
@@ -30,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return modules[args.command].run(args) or 0
+    except ClassifierError as exc:  # bad images, data, model folders and model sources
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -9,6 +9,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from classifier.errors import ClassifierError
 from classifier.labels import CODES
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
@@ -28,7 +29,7 @@ class Record:
     localization: str
 
 
-class DataError(ValueError):
+class DataError(ClassifierError):
     """The data folder is missing something or holds something the classifier cannot use."""
 
 

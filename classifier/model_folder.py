@@ -16,12 +16,14 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from classifier.errors import ClassifierError
+
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
 
 
-class ModelFolderError(ValueError):
+class ModelFolderError(ClassifierError):
     """A model folder that is incomplete, corrupted or describes something serving cannot use."""
 
 

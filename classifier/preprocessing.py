@@ -9,15 +9,21 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from classifier.errors import ClassifierError
+
 MAX_PIXELS = 50_000_000  # refuse decompression bombs before decoding them
 MIN_SIDE = 32
 MAX_BYTES = 30 * 1024 * 1024
 ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "MPO"}
+# The first bytes of the accepted formats: a file that starts like one of them but that Pillow cannot open is
+# a damaged file of that format, not some other kind of file.
+SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF", b"GIF89a": "GIF",
+              b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
 
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
-class ImageError(ValueError):
+class ImageError(ClassifierError):
     """An input that is not a usable image; the message says why, for a person to read."""
 
 
@@ -62,8 +68,7 @@ def _open(source) -> tuple[Image.Image, str]:
         data, name = bytes(source), "upload"
     elif isinstance(source, (str, Path)):
         path = Path(source)
-        if not path.is_file():
-            raise ImageError(f"{path}: no such file")
+        check_regular_file(path)
         if path.stat().st_size > MAX_BYTES:
             raise ImageError(f"{path.name}: file is larger than {MAX_BYTES // 2**20} MB")
         data, name = path.read_bytes(), path.name
@@ -90,11 +95,30 @@ def _open(source) -> tuple[Image.Image, str]:
     return image, name
 
 
+def check_regular_file(path: Path) -> None:
+    """Nothing for a regular file; else an ImageError that says what ``path`` is: missing, a folder, or a pipe,
+    socket or device (which are never opened: a pipe would wait for a writer, /dev/zero never ends)."""
+    if path.is_file():
+        return
+    if not path.exists():
+        raise ImageError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not an image file")
+    raise ImageError(f"{path}: not a regular file (a pipe, socket or device); give an image file")
+
+
 def _not_an_image(data: bytes) -> str:
     """Why unrecognised bytes are not an image, in words."""
+    for signature, fmt in SIGNATURES.items():
+        if data.startswith(signature):
+            return f"the {fmt} file is corrupted (its header is damaged); it cannot be read"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "the WebP file is corrupted (its header is damaged); it cannot be read"
     head = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if head.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or b"<html" in head:
         return "this is a web page (HTML), not an image; save the picture itself, not the page"
+    if head.startswith(b"<svg") or (head.startswith((b"<?xml", b"<!doctype svg", b"<!--")) and b"<svg" in head):
+        return "SVG vector images are not supported; convert it to PNG or JPEG"
     if head.startswith(b"%pdf"):
         return "this is a PDF document, not an image"
     text = data[:4096].decode("utf-8", errors="replace")[:-4]  # the cut may split a character
@@ -104,12 +128,15 @@ def _not_an_image(data: bytes) -> str:
 
 
 def _from_array(array: np.ndarray) -> Image.Image:
+    if array.dtype.kind not in "buif":  # bool, unsigned, integer, floating
+        raise ImageError(f"an image array must hold pixel values (numbers), not {array.dtype} values; "
+                         "pass a file path as a str or Path, not inside an array")
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
         raise ImageError(f"an image array must be HxW, HxWx3 or HxWx4, not {array.shape}")
     if array.dtype == np.uint16:
-        array = array / 257.0  # 16-bit -> 8-bit, as for 16-bit files
+        array = _sixteen_to_eight_bits(array)  # as for 16-bit files
     elif array.dtype != np.uint8 and np.issubdtype(array.dtype, np.floating) and array.size and array.max() <= 1.0:
         array = array * 255.0
     if array.dtype != np.uint8:
@@ -117,11 +144,24 @@ def _from_array(array: np.ndarray) -> Image.Image:
     return Image.fromarray(array)
 
 
+def _sixteen_to_eight_bits(array: np.ndarray) -> np.ndarray:
+    """Values 0..65535 as uint8 0..255 (rounded), in blocks of rows so that a 50-megapixel image needs a few
+    megabytes on top of its input and output, not several float64 copies of it."""
+    out = np.empty(array.shape, np.uint8)
+    rows = max(1, 2**20 // max(1, array[:1].size))  # about a million values per block
+    for top in range(0, len(array), rows):
+        block = np.clip(array[top:top + rows], 0, 65535).astype(np.uint32)
+        out[top:top + rows] = (block * 255 + 32767) // 65535  # round(value * 255 / 65535): no ties
+    return out
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        scale = 65535.0 if array.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(array / scale * 255.0, 0, 255).round().astype(np.uint8))
+        array = np.asarray(image)
+        if array.max() > 255:
+            image = Image.fromarray(_sixteen_to_eight_bits(array))
+        else:  # 8-bit values stored in 16 bits: kept as they are
+            image = Image.fromarray(np.clip(array, 0, 255).astype(np.uint8))
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         # also palette and colour-key (tRNS) transparency
         rgba = image.convert("RGBA")

@@ -47,6 +47,15 @@ def record_of(path: str, result, heatmap: bool = False, overlay: str | None = No
     return record
 
 
+def printable(text: str) -> str:
+    """``text`` as valid UTF-8 text: the bytes of a file name that is not valid UTF-8 (which Python holds as lone
+    surrogates) become ``\\xNN``. CSV and Parquet need valid text; JSON escapes such names itself."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that stands for no byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def row_columns(top_k: int, codes, with_overlay: bool = False) -> list[str]:
     """The flat columns: path, label, the top k (code, probability), P(malignant), the out-of-distribution
     warning, the conformal prediction set, every class's probability, [heatmap_path], error."""
@@ -59,7 +68,7 @@ def row_columns(top_k: int, codes, with_overlay: bool = False) -> list[str]:
 
 
 def flat_row(record: dict, top_k: int, codes, with_overlay: bool = False) -> dict:
-    """A record as one flat row (``row_columns``): numbers as floats, absent values as None."""
+    """A record as one flat row (``row_columns``): numbers as floats, absent values as None, text printable."""
     row = dict.fromkeys(row_columns(top_k, codes, with_overlay))
     row["path"] = record["path"]
     row["error"] = record.get("error")
@@ -75,7 +84,7 @@ def flat_row(record: dict, top_k: int, codes, with_overlay: bool = False) -> dic
             row[f"probability_{code}"] = float(record["probabilities"][code])
     if with_overlay:
         row["heatmap_path"] = record.get("heatmap_path")
-    return row
+    return {column: printable(value) if isinstance(value, str) else value for column, value in row.items()}
 
 
 def csv_cells(row: dict) -> list[str]:

@@ -12,12 +12,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from classifier.errors import ClassifierError
+
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "model"
 MODEL_FILES = ("config.json", "model.keras", "model.tflite", "README.md", "split.json")
 DEFAULT_BRANCH = "main"
 
 
-class ModelSourceError(RuntimeError):
+class ModelSourceError(ClassifierError):
     """The model cannot be found or fetched; the message says why and what to do."""
 
 

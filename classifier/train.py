@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier.data import lesion_split, load_split, read_metadata, resolve_images, save_split
+from classifier.data import DataError, lesion_split, load_split, read_metadata, resolve_images, save_split
 from classifier.labels import CODES
 from classifier.metrics import classification_metrics
 from classifier.preprocessing import load_and_prepare
@@ -131,7 +131,7 @@ def train(
     work = Path(work_dir)
     state_path = work / "state.json"
     if state_path.exists() and not resume:
-        raise SystemExit(f"{work} already holds a training run: pass --resume to continue it, or use another --work")
+        raise DataError(f"{work} already holds a training run: pass --resume to continue it, or use another --work")
     work.mkdir(parents=True, exist_ok=True)
     settings = dict(data=str(data_dir), backbone=backbone, epochs=epochs, size=size, batch_size=batch_size,
                     learning_rate=learning_rate, imagenet=imagenet, schedule=schedule, lr_patience=lr_patience,

@@ -82,6 +82,26 @@ def bomb_png(side: int = 30_000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", data) + png_chunk(b"IEND", b"")
 
 
+def sixteen_bit_png(width: int, height: int) -> bytes:
+    """A valid 16-bit greyscale PNG whose rows are all the same ramp: small on disk, width x height x 2 bytes once
+    decoded (7000 x 7000: 49 megapixels, just under the 50-megapixel cap)."""
+    header = struct.pack(">IIBBBBB", width, height, 16, 0, 0, 0, 0)  # 16-bit greyscale
+    ramp = np.linspace(0, 65535, width).astype(">u2").tobytes()
+    packer = zlib.compressobj(6)
+    row = b"\x00" + ramp  # filter byte 0 + big-endian samples
+    data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", data) + png_chunk(b"IEND", b"")
+
+
+def bad_checksum_png(png: bytes) -> bytes:
+    """``png`` with one bit of its header chunk's checksum flipped (IHDR's CRC is bytes 29..32)."""
+    return png[:29] + bytes([png[29] ^ 1]) + png[30:]
+
+
+SVG = (b'<?xml version="1.0" encoding="UTF-8"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64">'
+       b'<circle cx="32" cy="32" r="20" fill="brown"/></svg>\n')
+
+
 def _save(image: Image.Image, fmt: str, **options) -> bytes:
     out = io.BytesIO()
     image.save(out, fmt, **options)
@@ -110,6 +130,8 @@ CASES: dict[str, Case] = {
     "bomb.png": Case(message="too large (900,000,000 pixels)"),  # Pillow refuses it when opening
     "big.png": Case(message="too large (8000x8000)"),  # Pillow only warns at this size; load_image refuses it
     "icon.ico": Case(message="ICO images are not supported"),
+    "vector.svg": Case(message="SVG vector images are not supported; convert it to PNG or JPEG"),
+    "bad_checksum.png": Case(message="the PNG file is corrupted"),
 }
 
 
@@ -147,6 +169,8 @@ def build_corpus(folder: Path) -> dict[str, Case]:
         "bomb.png": bomb_png(),
         "big.png": bomb_png(8000),
         "icon.ico": _save(rgb(64, 64), "ICO", sizes=[(64, 64)]),
+        "vector.svg": SVG,
+        "bad_checksum.png": bad_checksum_png(_save(rgb(80, 60), "PNG")),
     }
     assert data.keys() == CASES.keys()
     for name, content in data.items():

@@ -86,6 +86,15 @@ def test_bad_bytes_raise_image_error(classifier):
         classifier.classify(b"<html>nope</html>")
 
 
+def test_an_array_of_file_names_raises_image_error(classifier):
+    with pytest.raises(ImageError, match="must hold pixel values"):
+        classifier.classify(np.array(["lesion.jpg", "other.jpg"]))
+    with pytest.raises(ImageError, match="must hold pixel values"):
+        classifier.classify(np.full((64, 64, 3), "x"))
+    outcomes = classifier.classify_each([np.full((64, 64, 3), "x"), lesion_like(64)])
+    assert isinstance(outcomes[0], ImageError) and outcomes[1].label in classifier.config.codes
+
+
 def test_json_names_the_models_own_malignant_classes_and_has_a_prediction_set_field(tiny_model_dir):
     from classifier.api import Classifier
     from tests.conftest import lesion_like

@@ -391,6 +391,11 @@ def test_served_app_via_gradio_client(served, lesion_jpeg, tmp_path):
     assert "Cannot classify" in message and not labels
     with pytest.raises(AppError, match="broken.jpg"):
         client.predict(handle_file(bad), 3, False, "predicted", api_name="/classify_json")
+    quoted = tmp_path / "Tom's mole.jpg"
+    quoted.write_bytes(bad.read_bytes())
+    with pytest.raises(AppError) as error:
+        client.predict(handle_file(quoted), 3, False, "predicted", api_name="/classify_json")
+    assert "Tom's mole.jpg: " in str(error.value) and "&#" not in str(error.value)  # plain text, not HTML-escaped
 
     summary, table, csv_path = client.predict([handle_file(lesion_jpeg), handle_file(bad)],
                                               api_name="/classify_batch")

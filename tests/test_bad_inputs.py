@@ -8,8 +8,10 @@ that says why, quickly and without decoding anything huge. Policies checked here
 - 16-bit images (mode I;16, or uint16 arrays) are scaled to 8 bits: 65535 -> 255, 32768 -> 128. A 16-bit
   image whose values all stay <= 255 is taken as 8-bit data stored in 16 bits and kept as it is.
 - EXIF orientation is applied; only the first frame of an animation is used; CMYK and greyscale become RGB.
-- Formats other than JPEG, PNG, WebP, TIFF, BMP and GIF (here ICO) are refused, as are images with a side
-  under 32 pixels and images over 50 megapixels (refused from the header, before decoding).
+- Formats other than JPEG, PNG, WebP, TIFF, BMP and GIF (here ICO and SVG) are refused, as are images with a
+  side under 32 pixels and images over 50 megapixels (refused from the header, before decoding).
+- Paths that are not regular files (missing, folders, pipes, devices) are refused for what they are; so are
+  arrays that hold no numbers. ``predict`` gives each such path an error row and classifies the others.
 """
 
 import json
@@ -24,7 +26,7 @@ import pytest
 from PIL import Image
 
 from classifier.preprocessing import ImageError, load_image
-from tests.bad_inputs import CASES, MARK, UPRIGHT, build_corpus, exif_jpeg, rgb
+from tests.bad_inputs import CASES, MARK, UPRIGHT, build_corpus, exif_jpeg, jpeg_bytes, rgb
 
 ROOT = Path(__file__).resolve().parents[1]
 SECONDS = 5.0  # per file, generous for a loaded machine
@@ -108,6 +110,47 @@ def test_palette_animation_cmyk_and_grey_keep_their_colours(corpus):
     assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()
 
 
+def test_paths_that_are_not_regular_files_are_named_for_what_they_are(tmp_path):
+    pipe = tmp_path / "pipe.jpg"
+    os.mkfifo(pipe)
+    for path, message in ((tmp_path / "missing.jpg", "no such file"), (tmp_path, "is a folder, not an image file"),
+                          (pipe, "not a regular file"), (Path("/dev/zero"), "not a regular file")):
+        with pytest.raises(ImageError) as error:
+            timed_load(path)  # never opens the pipe (it would wait for a writer) nor reads the device
+        assert str(error.value).startswith(f"{path}: {message}")
+
+
+def test_an_array_of_text_is_an_image_error():
+    for array in (np.array(["lesion.jpg"]), np.array([["a", "b"], ["c", "d"]]), np.array("lesion.jpg"),
+                  np.full((40, 40, 3), "x"), np.full((40, 40), None, dtype=object)):
+        with pytest.raises(ImageError, match="must hold pixel values"):
+            load_image(array)
+
+
+def test_a_49_megapixel_16_bit_png_loads_within_500_mb(tmp_path):
+    """Decoded, a 7000 x 7000 16-bit PNG is 98 MB; its conversion to 8 bits once took 1.3 GB of float64 copies."""
+    script = """
+import sys
+from classifier.preprocessing import load_and_prepare
+def peak():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) // 1024
+before = peak()
+view = load_and_prepare(sys.argv[1], 160)
+print(peak() - before, view[0, 0, 0], view[0, -1, 0], *view.shape)
+"""
+    from tests.bad_inputs import sixteen_bit_png
+
+    path = tmp_path / "big16.png"
+    path.write_bytes(sixteen_bit_png(7000, 7000))
+    done = subprocess.run([sys.executable, "-c", script, str(path)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    grown_mb, left, right, *shape = map(int, done.stdout.split())
+    assert grown_mb < 500, done.stdout
+    assert shape == [160, 160, 3] and left <= 2 and right >= 253  # the ramp still runs from black to white
+
+
 def test_whole_corpus_is_quick_and_small_in_a_fresh_process(tmp_path):
     """Build the corpus and load every file in a new process: time and peak memory growth per file."""
     script = """
@@ -155,8 +198,8 @@ def test_classify_gives_a_prediction_or_an_image_error(corpus, tiny_model_dir):
                 classifier.classify(folder / name)
 
 
-def run_predict(*argv) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+def run_predict(*argv, **env) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", **env}
     return subprocess.run([sys.executable, "-m", "classifier", "predict", *map(str, argv)], cwd=ROOT,
                           capture_output=True, text=True, timeout=300, env=env)
 
@@ -205,9 +248,47 @@ def test_cli_exits_0_for_good_files_and_2_for_usage_and_model_errors(corpus, tin
     assert [r["tta_views"] for r in records] == [4, 4]
     assert all(Path(r["heatmap_path"]).is_file() and r["heatmap"]["grid"] for r in records)
     assert Image.open(records[0]["heatmap_path"]).size == (64, 64)
-    for argv in ([tmp_path / "missing.jpg", "--model", tiny_model_dir],
-                 [folder, "--model", tmp_path / "no_model"],
+    for argv in ([folder, "--model", tmp_path / "no_model"],
                  [folder, "--model", tiny_model_dir, "--top-k", "99"]):
         done = run_predict(*argv)
         assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith("error: ")
         assert "Traceback" not in done.stderr and not done.stdout
+
+
+@pytest.mark.slow
+def test_cli_gives_paths_that_are_no_files_an_error_row_and_classifies_the_rest(corpus, tiny_model_dir, tmp_path):
+    folder, _ = corpus
+    pipe = tmp_path / "pipe.jpg"
+    os.mkfifo(pipe)
+    paths = [folder / "good.jpg", tmp_path / "missing.jpg", pipe, folder / "rgba.png"]
+    done = run_predict(*paths, "--model", tiny_model_dir)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and "summary: 4 images, 2 errors" in done.stderr
+    records = {r["path"]: r for r in map(json.loads, done.stdout.splitlines())}
+    assert set(records) == set(map(str, paths))
+    assert records[str(tmp_path / "missing.jpg")]["error"] == f"{tmp_path / 'missing.jpg'}: no such file"
+    assert "not a regular file" in records[str(pipe)]["error"]
+    assert "label" in records[str(folder / "good.jpg")] and "label" in records[str(folder / "rgba.png")]
+
+
+@pytest.mark.slow
+def test_cli_csv_writes_every_row_when_a_file_name_is_not_utf8(tmp_path, tiny_model_dir):
+    """File names that are not valid UTF-8 (here Latin-1 "café") are written with \\xNN escapes on a strict
+    UTF-8 stdout, as on an ordinary desktop, instead of ending the run in a traceback; JSON escapes them itself."""
+    import csv
+
+    good = jpeg_bytes(rgb(120, 90))
+    names = [b"a.jpg", b"caf\xe9 notes.jpg", b"caf\xe9.jpg", b"z.jpg"]  # in the order predict sorts them
+    for name in names:
+        with open(os.path.join(os.fsencode(tmp_path), name), "wb") as f:
+            f.write(b"notes, not a picture" if b"notes" in name else good)
+    done = run_predict(tmp_path, "--model", tiny_model_dir, "--format", "csv", PYTHONIOENCODING="utf-8")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    rows = list(csv.DictReader(done.stdout.splitlines()))
+    assert [Path(row["path"]).name for row in rows] == ["a.jpg", "caf\\xe9 notes.jpg", "caf\\xe9.jpg", "z.jpg"]
+    assert rows[1]["error"] == "caf\\xe9 notes.jpg: this is a text file, not an image"
+    assert all(row["label"] for row in rows if row is not rows[1])
+    done = run_predict(tmp_path, "--model", tiny_model_dir, PYTHONIOENCODING="utf-8")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [os.fsencode(Path(r["path"]).name) for r in records] == names  # the exact names, escaped by JSON

@@ -70,10 +70,11 @@ def test_files_and_split(data_dir, tmp_path):
 
 
 def test_command_errors(tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    command.add_arguments(parser)
-    assert command.run(parser.parse_args(["--data", str(tmp_path / "missing"), "--out", str(tmp_path)])) == 2
-    assert "no HAM10000_metadata.csv" in capsys.readouterr().err
+    from classifier.cli import main
+
+    assert main(["describe", "--data", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no HAM10000_metadata.csv" in err
 
 
 def test_command_writes(data_dir, tmp_path, capsys):

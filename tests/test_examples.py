@@ -302,6 +302,18 @@ def test_command_usage_errors_exit_2(tmp_path, capsys):
     assert "not a folder" in capsys.readouterr().err
 
 
+def test_command_errors_exit_2_through_the_cli(tmp_path, capsys):
+    """An unusable manifest (a DataError) ends as `error: ...` with exit status 2, as in every other command."""
+    from classifier.cli import main
+
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("image_id,diagnosis\nISIC_0000001,mel\n")
+    assert main(["examples", "--from", str(tmp_path), "--dest", str(tmp_path / "d"), "--manifest",
+                 str(manifest)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {manifest}: missing column(s)") and "Traceback" not in err
+
+
 @pytest.mark.slow
 def test_command_copies_and_downloads(isic, tmp_path, monkeypatch, capsys):
     source = kaggle_layout(tmp_path / "kaggle", IDS)

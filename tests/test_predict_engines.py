@@ -106,6 +106,29 @@ def test_ray_engine_gives_the_local_engines_rows_errors_included(archive, tiny_m
     assert f"summary: {len(rows)} images, {len(errors)} errors" in err and "Ray start-up" in err
 
 
+def test_paths_that_are_no_files_get_the_same_error_rows_from_both_engines(archive, tiny_model_dir, local_ray,
+                                                                           capsys, tmp_path):
+    """A missing path, or a pipe, is an error row (written first) and the other images are classified, exit 1.
+    A file name that is not valid UTF-8 is classified by the local engine; Ray's file system cannot open it."""
+    pipe, missing = tmp_path / "pipe.jpg", tmp_path / "missing.jpg"
+    os.mkfifo(pipe)
+    not_utf8 = Path(os.fsdecode(os.path.join(os.fsencode(tmp_path), b"caf\xe9.jpg")))
+    shutil.copy(archive / "lesion_01.jpg", not_utf8)
+    paths = [archive / "lesion_00.png", missing, pipe, not_utf8, archive / "lesion_02.jpg"]
+    rows = {}
+    for engine, errors in (("local", 2), ("ray", 3)):
+        status, out, err = predict(capsys, *paths, "--engine", engine, "--model", tiny_model_dir)
+        assert status == 1 and "Traceback" not in err and f"summary: 5 images, {errors} errors" in err, err
+        rows[engine] = json_lines(out)
+    local, ray = rows["local"], rows["ray"]
+    assert [r["path"] for r in local] == [str(missing), str(pipe), *map(str, paths[0:1] + paths[3:])]
+    assert local[0]["error"] == f"{missing}: no such file" and "not a regular file" in local[1]["error"]
+    assert all("label" in r for r in local[2:])
+    assert [r["path"] for r in ray] == [str(missing), str(pipe), str(not_utf8), *map(str, paths[0:1] + paths[4:])]
+    assert "--engine ray reads only file names that are valid UTF-8" in ray[2]["error"]
+    assert_close(local[:2] + [local[2], local[4]], ray[:2] + ray[3:])
+
+
 def test_ray_engine_csv_on_stdout_and_uris(archive, tiny_model_dir, local_ray, capsys):
     status, local_csv, _ = predict(capsys, archive, "--model", tiny_model_dir, "--format", "csv", "--top-k", "2")
     assert status == 1

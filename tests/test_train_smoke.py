@@ -57,15 +57,20 @@ def test_train_one_epoch_then_resume_and_write_a_servable_model_folder(tmp_path)
     assert 0 <= metrics["conformal_test"]["coverage"] <= 1
 
 
-def test_a_finished_run_is_not_overwritten_by_accident(tmp_path):
+def test_a_finished_run_is_not_overwritten_by_accident(tmp_path, capsys):
     import pytest
 
+    from classifier.cli import main
+    from classifier.errors import ClassifierError
     from classifier.train import train
 
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "state.json").write_text("{}")
-    with pytest.raises(SystemExit, match="--resume"):
+    with pytest.raises(ClassifierError, match="already holds a training run: pass --resume"):
         train(tmp_path / "data", tmp_path / "model", work_dir=tmp_path / "run")
+    assert main(["train", "--data", str(tmp_path / "data"), "--work", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "already holds a training run" in err and "Traceback" not in err
 
 
 def test_train_command_reports_a_missing_data_folder_without_a_traceback(tmp_path, capsys):

@@ -23,8 +23,6 @@ def run(args):
     import json
 
     from classifier.bench import bench, table
-    from classifier.model_folder import ModelFolderError
-    from classifier.source import ModelSourceError
 
     if args.runs < 1 or args.cold_runs < 1 or args.max_images < 1 or args.concurrency < 1:
         print("error: --runs, --cold-runs, --max-images and --concurrency must be at least 1", file=sys.stderr)
@@ -39,7 +37,7 @@ def run(args):
     if args.part in ("all", "model"):
         try:
             results = bench(args.model, args.images, args.runs, args.cold_runs, args.max_images, log=log)
-        except (ModelSourceError, ModelFolderError, ImportError, ValueError) as exc:
+        except (ImportError, ValueError) as exc:  # ValueError: ClassifierError included
             print(f"error: {exc}", file=sys.stderr)
             return 2
         print(table(results))
@@ -53,7 +51,7 @@ def run(args):
 
         try:
             results = bench_e2e.e2e(args.model, args.images, args.runs, args.concurrency, args.max_images, log=log)
-        except (ModelSourceError, ModelFolderError, ImportError, ValueError, RuntimeError) as exc:
+        except (ImportError, ValueError, RuntimeError) as exc:  # ValueError: ClassifierError included
             print(f"error: {exc}", file=sys.stderr)
             return 2
         print(bench_e2e.table(results))

@@ -65,20 +65,16 @@ def run(args):
     import numpy as np
 
     from classifier.api import load_classifier
-    from classifier.data import DataError
     from classifier.evaluation import mean_probabilities, predict_logits
     from classifier.explain import energy
     from classifier.metrics import classification_metrics
-    from classifier.model_folder import ModelFolderError
-    from classifier.preprocessing import ImageError
     from classifier.report import write_report
-    from classifier.source import ModelSourceError
 
     try:
         classifier = load_classifier(args.model, args.revision, args.runtime)
         ids, paths, labels = _labelled_images(args, classifier)
         view_logits = predict_logits(classifier, paths, tta=args.tta)
-    except (ModelSourceError, ModelFolderError, DataError, ImageError, OSError) as exc:
+    except OSError as exc:  # a ClassifierError (model, data, image) is printed by cli.main, also with exit 2
         print(f"error: {exc}", file=sys.stderr)
         return 2
     y = np.array(labels)

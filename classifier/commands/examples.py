@@ -18,7 +18,6 @@ def add_arguments(p):
 
 def run(args):
     from classifier import examples
-    from classifier.data import DataError
 
     dest = args.dest or examples.EXAMPLES_DIR
     manifest = args.manifest or examples.MANIFEST
@@ -33,9 +32,9 @@ def run(args):
             report = examples.copy_from(args.source, dest, manifest=manifest)
         else:
             report = examples.download(dest, manifest=manifest, force=args.force)
-    except (DataError, OSError) as e:
+    except OSError as e:  # a DataError (unusable manifest or folder) is printed by cli.main, also with exit 2
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return 2
     verb = "copied" if args.source is not None else "downloaded"
     print(f"{verb} {len(report.written)}, already present {len(report.skipped)}, failed {len(report.failed)} "
           f"-> {dest}")

@@ -18,9 +18,8 @@ def add_arguments(p):
 def run(args):
     import sys
 
-    from classifier.data import DataError, read_metadata, resolve_images
+    from classifier.data import read_metadata, resolve_images
     from classifier.export import export_from_training, export_keras_folder
-    from classifier.model_folder import ModelFolderError
 
     try:
         records = read_metadata(args.data)
@@ -29,7 +28,7 @@ def run(args):
             export_from_training(args.work, args.out, records, paths, average_last=args.average_last)
         else:
             export_keras_folder(args.from_model, args.out, records, paths)
-    except (DataError, ModelFolderError, FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError) as exc:  # ValueError: ClassifierError included
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"model folder written to {args.out}")

@@ -62,9 +62,7 @@ def run(args):
     from classifier import scale
     from classifier.api import load_classifier
     from classifier.labels import DISCLAIMER
-    from classifier.model_folder import ModelFolderError
-    from classifier.results import OutputError, open_output, out_format
-    from classifier.source import ModelSourceError
+    from classifier.results import OutputError, open_output, out_format, printable, record_of
 
     ray_engine = args.engine == "ray"
     heatmap = args.heatmap or args.heatmap_dir is not None
@@ -95,11 +93,7 @@ def run(args):
     if uris and len(uris) < len(args.paths):
         return fail("give either local paths or URIs, not both")
     if not uris:
-        local = [Path(p) for p in args.paths]
-        missing = [str(p) for p in local if not p.exists()]
-        if missing:
-            return fail(f"no such file or folder: {', '.join(missing)}")
-        inputs = scale.local_inputs(image_paths(local))
+        inputs = scale.local_inputs(image_paths([Path(p) for p in args.paths]))
     else:
         try:
             inputs = scale.uri_inputs(uris, IMAGE_SUFFIXES)
@@ -110,7 +104,7 @@ def run(args):
 
     try:
         classifier = load_classifier(args.model, args.revision, args.runtime)
-    except (ModelSourceError, ModelFolderError, ImportError, ValueError, OSError) as exc:
+    except (ImportError, ValueError, OSError) as exc:  # ValueError: ModelSourceError, ModelFolderError
         return fail(f"could not load the model: {exc}")
     if classifier.source is not None and classifier.source.notice:
         print(f"note: {classifier.source.notice}", file=sys.stderr)
@@ -128,13 +122,18 @@ def run(args):
                                    args.heatmap_dir is not None)
     except OutputError as exc:
         return fail(str(exc))
-    todo = inputs.without(done)
+    # An --out CSV or Parquet holds each path as printable text (results.printable); JSON holds it as it is.
+    todo = inputs.without({i for i in inputs.ids if i in done or printable(i) in done})
     if done:
         print(f"note: {len(inputs.ids) - len(todo.ids)} of {len(inputs.ids)} images are already in {args.out}; "
               f"scoring the other {len(todo.ids)}", file=sys.stderr)
     if written_as != "json":  # JSON records carry the notice themselves
         print(DISCLAIMER, file=sys.stderr)
     try:
+        unreadable = {} if uris else unreadable_files(todo.ids, ray_engine)  # an error row each, written first
+        for path, error in unreadable.items():
+            writer.write(record_of(path, error))
+        todo = todo.without(set(unreadable))
         if ray_engine:
             result = score_ray(classifier, todo, writer, args)
         else:
@@ -150,8 +149,29 @@ def run(args):
             writer.close()
         except OSError:  # BrokenPipeError included
             pass
+    result.images += len(unreadable)
+    result.errors += len(unreadable)
     print(result.summary(), file=sys.stderr)
     return 1 if result.errors else 0
+
+
+def unreadable_files(paths: list[str], ray_engine: bool) -> dict[str, Exception]:
+    """The local paths that cannot be scored, each with the ImageError that says why: those that are not regular
+    files (missing, a folder, a pipe or a device), and for Ray, file names that are not valid UTF-8, which its
+    file system cannot open. Checked before scoring, as Ray would fail the whole run or wait forever on a pipe."""
+    from classifier.preprocessing import ImageError, check_regular_file
+    from classifier.results import printable
+
+    problems = {}
+    for path in paths:
+        try:
+            check_regular_file(Path(path))
+            if ray_engine and printable(path) != path:
+                raise ImageError(f"{path}: --engine ray reads only file names that are valid UTF-8; rename the "
+                                 "file or use --engine local")
+        except ImageError as exc:
+            problems[path] = exc
+    return problems
 
 
 class RayRunError(RuntimeError):

@@ -1,7 +1,6 @@
 """``python -m classifier publish``: upload the model folder to a Hugging Face Hub model repo."""
 
 import os
-import sys
 from pathlib import Path
 
 
@@ -13,15 +12,12 @@ def add_arguments(p):
 
 
 def run(args):
-    from classifier.model_folder import ModelFolderError, read_config
-    from classifier.source import ModelSourceError, publish
+    from classifier.model_folder import read_config
+    from classifier.source import publish
 
-    try:
-        read_config(args.folder)  # never publish a folder that would not load
-        url = publish(args.folder, args.repo, token=os.environ.get("HF_TOKEN"), private=args.private,
-                      revision=args.revision)
-    except (ModelFolderError, ModelSourceError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    # A ModelFolderError or ModelSourceError becomes `error: ...`, exit 2 (cli.main).
+    read_config(args.folder)  # never publish a folder that would not load
+    url = publish(args.folder, args.repo, token=os.environ.get("HF_TOKEN"), private=args.private,
+                  revision=args.revision)
     print(f"published {args.folder} to {args.repo}: {url}")
     print(f"serve it with: MODEL_ID={args.repo} python app.py")

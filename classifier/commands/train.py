@@ -31,8 +31,6 @@ def add_arguments(p):
 def run(args):
     import sys
 
-    from classifier.data import DataError
-    from classifier.preprocessing import ImageError
     from classifier.train import train
 
     try:
@@ -42,7 +40,7 @@ def run(args):
                     optimizer=args.optimizer, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
                     class_weight_power=args.class_weight_power, small_size=args.small_size,
                     small_epochs=args.small_epochs)
-    except (DataError, ImageError, RuntimeError) as exc:  # RuntimeError: backbone weights unavailable
+    except RuntimeError as exc:  # backbone weights unavailable; a ClassifierError is printed by cli.main
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"model folder written to {out}")
