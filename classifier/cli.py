@@ -24,6 +24,10 @@ COMMANDS = {
 }
 
 
+# Installed by requirements-train.txt only: training, export, the Keras runtime and the report figures.
+TRAINING_MODULES = {"tensorflow", "keras", "matplotlib"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m classifier", description="HAM10000 skin-lesion classifier "
                                      "(research demo; no clinical or diagnostic value)")
@@ -38,6 +42,12 @@ def main(argv: list[str] | None = None) -> int:
         return modules[args.command].run(args) or 0
     except ClassifierError as exc:  # bad images, data, model folders and model sources
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        if exc.name not in TRAINING_MODULES:
+            raise
+        print(f"error: `{args.command}` needs {exc.name}, which the demo install leaves out: "
+              "pip install -r requirements-train.txt", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -12,7 +12,7 @@ fi
 want=(requirements.txt)
 [ "${1:-}" = dev ] && want=(requirements-dev.txt requirements-scale.txt)
 # Reinstall only when the requirement files changed since the last install.
-stamp=".venv/.installed-$(cat requirements.txt "${want[@]}" | sha256sum | cut -c1-16)-${1:-run}"
+stamp=".venv/.installed-$(cat requirements*.txt | sha256sum | cut -c1-16)-${1:-run}"
 if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   args=()

@@ -5,6 +5,8 @@ import csv
 import re
 import subprocess
 
+import pytest
+
 from tests.conftest import ROOT
 
 
@@ -42,3 +44,32 @@ def test_only_the_listed_example_images_of_the_data_set_are_tracked():
 def test_readme_test_command_is_what_ci_runs():
     assert "make test" in (ROOT / "README.md").read_text()
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_space_installs_no_training_stack_and_training_gets_it():
+    space = (ROOT / "requirements.txt").read_text().lower()
+    for package in ("tensorflow", "keras", "matplotlib", "ray", "torch"):
+        assert not re.search(rf"^{package}", space, flags=re.M), package
+    train = (ROOT / "requirements-train.txt").read_text()
+    assert "-r requirements.txt" in train and "tensorflow-cpu==" in train and "keras==" in train
+    assert "-r requirements-train.txt" in (ROOT / "requirements-dev.txt").read_text()
+
+
+def test_a_command_that_needs_training_packages_says_how_to_install_them(monkeypatch, capsys):
+    from classifier import cli
+    from classifier.commands import describe
+
+    def run_without_tensorflow(args):
+        raise ModuleNotFoundError("No module named 'tensorflow'", name="tensorflow")
+
+    monkeypatch.setattr(describe, "run", run_without_tensorflow)
+    assert cli.main(["describe", "--data", "somewhere", "--out", "elsewhere"]) == 2
+    err = capsys.readouterr().err
+    assert "needs tensorflow" in err and "pip install -r requirements-train.txt" in err
+
+    def run_without_something_else(args):
+        raise ModuleNotFoundError("No module named 'missing_thing'", name="missing_thing")
+
+    monkeypatch.setattr(describe, "run", run_without_something_else)
+    with pytest.raises(ModuleNotFoundError):  # a real bug is not disguised as an install hint
+        cli.main(["describe", "--data", "somewhere", "--out", "elsewhere"])
