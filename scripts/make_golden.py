@@ -1,0 +1,52 @@
+"""Write the bundled model's golden outputs: its calibrated probabilities, prediction set and feature distance
+for the committed example images and two generated ones, checked to 1e-4 by tests/test_golden.py without the
+data set. Run it after shipping a new model:
+
+    python scripts/make_golden.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+GOLDEN = ROOT / "tests" / "golden" / "bundled_model.json"
+
+
+def golden_inputs() -> dict:
+    """Named inputs: the example JPEGs in git, and generated lesion-like arrays (no files needed)."""
+    from tests.conftest import lesion_like
+
+    inputs = {f"examples/{p.name}": p for p in sorted((ROOT / "examples").glob("*.jpg"))}
+    inputs |= {"generated:lesion_like(200, seed=1)": lesion_like(200, seed=1),
+               "generated:lesion_like(97, seed=2)": lesion_like(97, seed=2)}
+    return inputs
+
+
+def outputs(classifier, inputs: dict) -> dict:
+    result = {}
+    for name, image in inputs.items():
+        p = classifier.classify(image)
+        result[name] = {"label": p.label, "probabilities": {c.code: c.probability for c in p.probabilities},
+                        "prediction_set": p.prediction_set, "feature_distance": p.feature_distance}
+    return result
+
+
+def main() -> int:
+    from classifier.api import Classifier
+    from classifier.model_folder import read_config
+
+    config = read_config(ROOT / "model")
+    classifier = Classifier(ROOT / "model", runtime="litert")
+    GOLDEN.parent.mkdir(exist_ok=True)
+    GOLDEN.write_text(json.dumps({"model_tflite_sha256": config.raw["files"]["tflite"]["sha256"],
+                                  "outputs": outputs(classifier, golden_inputs())}, indent=1) + "\n")
+    print(f"wrote {GOLDEN.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

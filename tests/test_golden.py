@@ -1,0 +1,33 @@
+"""The bundled model's outputs, pinned: a change in preprocessing, export or calibration shows up here even
+without the data set. After shipping a new model, regenerate with `python scripts/make_golden.py`."""
+
+import json
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def test_bundled_model_reproduces_its_golden_outputs(bundled_model_dir):
+    from classifier.api import Classifier
+    from classifier.model_folder import read_config
+    from scripts.make_golden import GOLDEN, golden_inputs, outputs
+
+    golden = json.loads(GOLDEN.read_text())
+    assert golden["model_tflite_sha256"] == read_config(bundled_model_dir).raw["files"]["tflite"]["sha256"], (
+        "model/ changed: run `python scripts/make_golden.py` and review the differences")
+    measured = outputs(Classifier(bundled_model_dir, runtime="litert"), golden_inputs())
+    assert measured.keys() == golden["outputs"].keys()
+    assert len([k for k in measured if k.startswith("examples/")]) >= 7
+    for name, expected in golden["outputs"].items():
+        got = measured[name]
+        assert got["label"] == expected["label"], name
+        assert got["prediction_set"] == expected["prediction_set"], name
+        for code, probability in expected["probabilities"].items():
+            assert got["probabilities"][code] == pytest.approx(probability, abs=1e-4), (name, code)
+        if expected["feature_distance"] is not None:
+            assert got["feature_distance"] == pytest.approx(expected["feature_distance"], rel=1e-3, abs=1e-3), name
+
+
+def test_golden_file_is_in_the_repository():
+    assert (ROOT / "tests" / "golden" / "bundled_model.json").is_file()
