@@ -98,6 +98,17 @@ def test_progressive_gentle_adamw_run_resumes_and_exports_at_the_final_size(tmp_
     assert config.input_size == 64
     assert config.raw["training"]["augment"] == "gentle" and config.raw["training"]["label_smoothing"] == 0.1
 
+    from classifier import cli
+
+    averaged = tmp_path / "averaged"
+    assert cli.main(["export", "--work", str(work), "--data", str(tmp_path / "data"), "--out", str(averaged),
+                     "--average-last", "2"]) == 0
+    config = read_config(averaged)
+    assert config.raw["training"]["weights"] == "mean of epochs 1-2"
+    assert "--average-last 2" in (averaged / "README.md").read_text()
+    assert cli.main(["export", "--work", str(work), "--data", str(tmp_path / "data"), "--out", str(averaged),
+                     "--average-last", "5"]) == 2  # only two epochs to average
+
 
 def test_gentle_augmentation_keeps_shape_and_pixel_range():
     import tensorflow as tf
