@@ -18,7 +18,7 @@ from PIL import Image
 from classifier.explain import cam_heatmap, energy, image_check_reasons, overlay, softmax
 from classifier.labels import DISCLAIMER
 from classifier.model_folder import ModelConfig, read_config
-from classifier.preprocessing import load_image, prepare
+from classifier.preprocessing import load_and_prepare
 from classifier.runtime import open_runtime
 from classifier.tta import views_of
 from classifier.uncertainty import mahalanobis_distance, prediction_sets
@@ -141,7 +141,7 @@ class Classifier:
 
     def prepare(self, image) -> np.ndarray:
         """The shared preprocessing: any accepted input -> (size, size, 3) uint8."""
-        return prepare(load_image(image, draft_size=2 * self.size), self.size)
+        return load_and_prepare(image, self.size)
 
     def logits(self, prepared: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw logits (N, K) and class-activation maps (N, h, w, K) for a batch of prepared images."""

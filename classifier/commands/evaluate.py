@@ -90,8 +90,16 @@ def run(args):
                                 **set_metrics(probs, y, config.conformal_threshold)}
     title = f"Evaluation on {'the ' + args.split + ' split' if args.data else args.labels.name}"
     report = write_report(args.out, probs, y, ids, paths, config.codes, metrics, title=title,
-                          extra_md=f"Model: `{config.folder}`; TTA: {'on' if args.tta else 'off'}; "
+                          extra_md=f"Model: `{_shown(config.folder)}`; TTA: {'on' if args.tta else 'off'}; "
                                    f"temperature {config.temperature}; class bias {list(config.class_bias)}.",
                           probs_uncalibrated=mean_probabilities(view_logits, 1.0))
     print(f"report: {report}", file=sys.stderr)
     print(json.dumps({k: v for k, v in metrics.items()}))
+
+
+def _shown(folder: Path) -> str:
+    """The model folder as a reader of the report can use it: relative to here when inside, else its name."""
+    try:
+        return str(Path(folder).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return Path(folder).name
