@@ -115,7 +115,7 @@ def render_model_card(config: dict) -> str:
                       "alone on the test split: "
                       f"{_fmt(metrics.get('ood_false_alarm_rate_test'))}."]
         if ood.get("feature_threshold") is not None:
-            lines += ["", f"A second score reads the network's pooled features: their {ood.get('feature_score')}. "
+            lines += ["", f"A second score, on the network's pooled features: the {ood.get('feature_score')}. "
                       f"Above {ood['feature_threshold']} (the validation split's "
                       f"{ood.get('feature_quantile', 0.97):.0%} quantile) the image is flagged too."]
         conformal, conformal_test = config.get("conformal"), metrics.get("conformal_test")
