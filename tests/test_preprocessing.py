@@ -43,7 +43,7 @@ def test_load_and_prepare_matches_prepare_of_load_image(tmp_path):
     buffer = io.BytesIO()
     Image.fromarray(lesion_like(300)).save(buffer, "JPEG", quality=90)
     data = buffer.getvalue()
-    np.testing.assert_array_equal(load_and_prepare(data, 96), prepare(load_image(data, draft_size=192), 96))
+    np.testing.assert_array_equal(load_and_prepare(data, 96), prepare(load_image(data, draft_size=96), 96))
 
 
 @pytest.mark.parametrize("source, message", [
