@@ -2,15 +2,15 @@
 
 import argparse
 import json
-from pathlib import Path
 
 import pytest
 
 from classifier.commands import describe as command
 from classifier.data import read_metadata, save_split
 from classifier.describe import age_summary, describe, describe_records
+from tests.conftest import HAM_DIR
 
-HAM = Path("/work/shared/data/ham10000")
+HAM = HAM_DIR  # ../shared or HAM10000_DIR, as every test reads it
 CSV = """lesion_id,image_id,dx,dx_type,age,sex,localization
 L1,I1,nv,follow_up,40.0,male,back
 L1,I2,nv,follow_up,40.0,male,back

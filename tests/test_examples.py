@@ -23,8 +23,9 @@ from classifier import examples  # noqa: E402
 from classifier.commands import examples as command  # noqa: E402
 from classifier.data import DataError  # noqa: E402
 from classifier.labels import CODES  # noqa: E402
+from tests.conftest import HAM_DIR  # noqa: E402
 
-SHARED = Path("/work/shared/data/ham10000")
+SHARED = HAM_DIR  # ../shared or HAM10000_DIR, as every test reads it
 IDS = [e.image_id for e in examples.read_manifest()]
 
 
