@@ -218,6 +218,13 @@ def table(results: dict) -> str:
 
 def bench(source: str | None, images: Path | None, runs: int, cold_runs: int, max_images: int, log=print) -> dict:
     """Resolve the model and the images (generating 600x450 JPEGs if needed), then :func:`run_bench`."""
+    return on_model_and_images(source, images, max_images, log,
+                               lambda folder, paths: run_bench(folder, paths, runs, cold_runs, log))
+
+
+def on_model_and_images(source: str | None, images: Path | None, max_images: int, log, run) -> dict:
+    """``run(model folder, image paths)`` for a model source and an image folder (default: the HAM10000 600x450
+    images; 600x450 JPEGs generated into a temporary folder when there are none)."""
     from classifier.source import resolve_model_source
 
     folder = resolve_model_source(source).path
@@ -226,10 +233,10 @@ def bench(source: str | None, images: Path | None, runs: int, cold_runs: int, ma
         paths = image_files(folder_of_images, max_images)
         if not paths:
             raise ValueError(f"no JPEG images in {folder_of_images}")
-        return run_bench(folder, paths, runs, cold_runs, log)
+        return run(folder, paths)
     with tempfile.TemporaryDirectory() as tmp:
         log(f"no HAM10000 images at {DEFAULT_IMAGES}: generating 600x450 JPEGs")
-        return run_bench(folder, generate_images(Path(tmp)), runs, cold_runs, log)
+        return run(folder, generate_images(Path(tmp)))
 
 
 def write_to_model_folder(results: dict) -> None:

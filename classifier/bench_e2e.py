@@ -54,11 +54,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(command: list[str], port: int, log: Path, timeout: float = 180) -> subprocess.Popen:
-    """Start a server process with Gradio's profiler on and wait until its page answers."""
-    env = {**os.environ, "GRADIO_PROFILING": "1", "GRADIO_ANALYTICS_ENABLED": "False", "TF_CPP_MIN_LOG_LEVEL": "2",
+def start_server(command: list[str], port: int, log: Path, timeout: float = 180,
+                 profile: bool = True) -> subprocess.Popen:
+    """Start a server process (with Gradio's profiler on, unless ``profile`` is False) and wait until its page
+    answers."""
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "TF_CPP_MIN_LOG_LEVEL": "2",
            "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env.pop("GRADIO_PROFILING", None)
+    if profile:
+        env["GRADIO_PROFILING"] = "1"
     with open(log, "w") as out:
         server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.time() + timeout
@@ -202,17 +207,8 @@ def table(results: dict) -> str:
 
 
 def e2e(source: str | None, images: Path | None, runs: int, concurrency: int, max_images: int, log=print) -> dict:
-    """Resolve the model and the images (as ``classifier.bench.bench`` does), then :func:`run_e2e`."""
-    from classifier.bench import DEFAULT_IMAGES, generate_images, image_files
-    from classifier.source import resolve_model_source
+    """Resolve the model and the images as ``classifier.bench.bench`` does, then :func:`run_e2e`."""
+    from classifier.bench import on_model_and_images
 
-    folder = resolve_model_source(source).path
-    folder_of_images = images or (DEFAULT_IMAGES if DEFAULT_IMAGES.is_dir() else None)
-    if folder_of_images is not None:
-        paths = image_files(folder_of_images, max_images)
-        if not paths:
-            raise ValueError(f"no JPEG images in {folder_of_images}")
-        return run_e2e(folder, paths, runs, concurrency, log)
-    with tempfile.TemporaryDirectory() as tmp:
-        log(f"no HAM10000 images at {DEFAULT_IMAGES}: generating 600x450 JPEGs")
-        return run_e2e(folder, generate_images(Path(tmp)), runs, concurrency, log)
+    return on_model_and_images(source, images, max_images, log,
+                               lambda folder, paths: run_e2e(folder, paths, runs, concurrency, log))

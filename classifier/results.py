@@ -92,15 +92,14 @@ def csv_cells(row: dict) -> list[str]:
     return ["" if v is None else f"{v:.6f}" if isinstance(v, float) else str(v) for v in row.values()]
 
 
-class JsonLines:
-    """One JSON record per line, on stdout (flushed per record) or appended to a file."""
+class _StreamWriter:
+    """Rows on a text stream: stdout (flushed per row when asked) or a file it closes."""
 
     def __init__(self, stream, flush_each: bool):
         self.stream = stream
         self.flush_each = flush_each
 
-    def write(self, record: dict) -> None:
-        self.stream.write(json.dumps(record) + "\n")
+    def _written(self) -> None:
         if self.flush_each:
             self.stream.flush()
 
@@ -113,29 +112,27 @@ class JsonLines:
             self.stream.close()
 
 
-class CsvRows:
+class JsonLines(_StreamWriter):
+    """One JSON record per line, on stdout (flushed per record) or appended to a file."""
+
+    def write(self, record: dict) -> None:
+        self.stream.write(json.dumps(record) + "\n")
+        self._written()
+
+
+class CsvRows(_StreamWriter):
     """Flat rows as CSV (header first, unless appending to a file that has it)."""
 
     def __init__(self, stream, columns: list[str], row_of, flush_each: bool, header: bool = True):
-        self.stream = stream
+        super().__init__(stream, flush_each)
         self.row_of = row_of
-        self.flush_each = flush_each
         self.csv = csv.writer(stream, lineterminator="\n")
         if header:
             self.csv.writerow(columns)
 
     def write(self, record: dict) -> None:
         self.csv.writerow(csv_cells(self.row_of(record)))
-        if self.flush_each:
-            self.stream.flush()
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-    def close(self) -> None:
-        self.flush()
-        if self.stream is not sys.stdout:
-            self.stream.close()
+        self._written()
 
 
 class ParquetParts:

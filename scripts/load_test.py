@@ -13,13 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -27,6 +25,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+from classifier.bench_e2e import free_port, start_server, stop_server  # noqa: E402
+
 HAM_IMAGES = Path(os.environ.get("HAM10000_DIR", ROOT.parent / "shared" / "data" / "ham10000")) / "images_600x450"
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 
@@ -71,45 +71,15 @@ def pick_images(folder: Path | None, count: int, tmp: Path) -> list[Path]:
     return generate_images(tmp, count)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_app(model: str | None, port: int, timeout: float, log_path: Path,
               concurrency: int | None = None) -> subprocess.Popen:
-    """Start app.py on 127.0.0.1 and wait until its page answers."""
+    """Start app.py on 127.0.0.1 (bench's server starter, without the profiler) and wait until its page answers."""
     command = [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)]
     if model:
         command += ["--model", model]
     if concurrency:
         command += ["--concurrency", str(concurrency)]
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
-    with open(log_path, "w") as log:
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"app.py exited with {server.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
-                if response.status == 200:
-                    return server
-        except OSError:
-            time.sleep(0.5)
-    stop(server)
-    raise RuntimeError(f"app.py did not answer within {timeout:.0f} s:\n{log_path.read_text()[-3000:]}")
-
-
-def stop(server: subprocess.Popen) -> None:
-    server.terminate()
-    try:
-        server.wait(15)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait(5)
+    return start_server(command, port, log_path, timeout, profile=False)
 
 
 def rss_mb(pid: int) -> float | None:
@@ -260,7 +230,7 @@ def main(argv=None) -> int:
             results = run_load(url, pid, images, args)
         finally:
             if server is not None:
-                stop(server)
+                stop_server(server)
     print(report(results))
     print(json.dumps(results))
     return 1 if results["errors"] else 0
