@@ -177,6 +177,7 @@ def export_from_training(work: Path, out: Path, records: list[Record], paths: di
     import keras
 
     from classifier.network import build_classifier
+    from classifier.train import average_weights
 
     state = json.loads((work / "state.json").read_text())
     settings = state["settings"]
@@ -188,11 +189,7 @@ def export_from_training(work: Path, out: Path, records: list[Record], paths: di
         if epochs[0] < 1 or missing:
             raise FileNotFoundError(f"{work}: cannot average the last {average_last} epochs (missing "
                                     f"{', '.join(missing) or 'epochs'})")
-        weights = []
-        for f in files:
-            model.load_weights(f)
-            weights.append(model.get_weights())
-        model.set_weights([np.mean(ws, axis=0) for ws in zip(*weights, strict=True)])
+        model.set_weights(average_weights(model, files))
         chosen = {"weights": f"mean of epochs {epochs[0]}-{epochs[-1]}"}
     else:
         model.load_weights(work / "best.weights.h5")

@@ -84,6 +84,17 @@ def gentle_augmentation(seed: int = 0):
     return augment
 
 
+def average_weights(model, files: list[Path]) -> list[np.ndarray]:
+    """The element-wise mean of several weights files of ``model``'s architecture (``model`` is reused)."""
+    weights = []
+    for f in files:
+        if not Path(f).is_file():
+            raise DataError(f"no weights file {f}")
+        model.load_weights(f)
+        weights.append(model.get_weights())
+    return [np.mean(w, axis=0) for w in zip(*weights, strict=True)]
+
+
 def class_weights(labels: np.ndarray, num_classes: int, power: float = 0.5) -> dict[int, float]:
     """Softened inverse-frequency weights (n_max / n_c) ** power, scaled to mean 1 over the samples."""
     counts = np.bincount(labels, minlength=num_classes).astype(float)
@@ -113,16 +124,19 @@ def train(
     class_weight_power: float = 0.5,
     small_size: int | None = None,
     small_epochs: int = 0,
+    init_from: list[Path] | None = None,
 ) -> Path:
     """Train (or resume) and write the model folder to ``out_dir``; returns ``out_dir``.
 
     ``schedule`` 'plateau' is the reference's: Adam from ``learning_rate``, x0.3 after ``lr_patience`` epochs
     without a better validation loss, early stopping after ``stop_patience`` epochs without a better validation
     score. 'cosine': one warm-up epoch to ``learning_rate``, then cosine decay to zero over the remaining
-    epochs, no early stopping (the best epoch on validation is still the one kept).
+    epochs, no early stopping (the best epoch on validation is still the one kept). 'constant': ``learning_rate``
+    throughout, no early stopping: the stochastic-weight-averaging phase of a run continued from ``init_from``
+    (weights files of the same backbone, averaged), whose epochs ``export --average-last`` then averages.
     """
-    if schedule not in ("plateau", "cosine"):
-        raise ValueError(f"unknown schedule {schedule!r}; choose plateau or cosine")
+    if schedule not in ("plateau", "cosine", "constant"):
+        raise ValueError(f"unknown schedule {schedule!r}; choose plateau, cosine or constant")
     import keras
     import tensorflow as tf
 
@@ -137,7 +151,8 @@ def train(
                     learning_rate=learning_rate, imagenet=imagenet, schedule=schedule, lr_patience=lr_patience,
                     stop_patience=stop_patience, augment=augment, optimizer=optimizer, weight_decay=weight_decay,
                     label_smoothing=label_smoothing, class_weight_power=class_weight_power,
-                    small_size=small_size, small_epochs=small_epochs if small_size else 0)
+                    small_size=small_size, small_epochs=small_epochs if small_size else 0,
+                    init_from=[str(p) for p in init_from or []])
     if resume and state_path.exists():
         state = json.loads(state_path.read_text())
         settings = {**state["settings"], "epochs": epochs}
@@ -171,9 +186,12 @@ def train(
             _log(work, f"resuming after epoch {state['epoch']}")
         else:
             # Progressive resizing needs a model that takes any size; the exported one is fixed to ``size``.
-            model = build_classifier(backbone, None if small_size else size, k, imagenet=imagenet)
+            model = build_classifier(backbone, None if small_size else size, k, imagenet=imagenet and not init_from)
+            if init_from:
+                model.set_weights(average_weights(model, init_from))
+                _log(work, f"starting from the mean of {', '.join(map(str, init_from))}")
             steps = math.ceil(len(x_train) / batch_size)
-            rate = learning_rate if schedule == "plateau" else keras.optimizers.schedules.CosineDecay(
+            rate = learning_rate if schedule != "cosine" else keras.optimizers.schedules.CosineDecay(
                 0.0, decay_steps=max(steps * (epochs - 1), 1), warmup_target=learning_rate, warmup_steps=steps)
             opt = (keras.optimizers.AdamW(rate, weight_decay=weight_decay) if optimizer == "adamw"
                    else keras.optimizers.Adam(rate))

@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     from classifier.labels import CODES
     from classifier.metrics import classification_metrics
     from classifier.network import build_classifier
-    from classifier.train import load_arrays
+    from classifier.train import average_weights, load_arrays
 
     state = json.loads((args.work / "state.json").read_text())
     settings = state["settings"]
@@ -49,11 +49,7 @@ def main(argv=None) -> int:
     print("| candidate | val accuracy | val balanced accuracy | val melanoma recall | val macro AUC "
           "| val melanoma AUC |\n| --- | --- | --- | --- | --- | --- |")
     for name, files in candidates.items():
-        weights = []
-        for f in files:
-            model.load_weights(f)
-            weights.append(model.get_weights())
-        model.set_weights([np.mean(w, axis=0) for w in zip(*weights, strict=True)])
+        model.set_weights(average_weights(model, files))
         m = classification_metrics(model.predict(x, batch_size=64, verbose=0), y, CODES)
         print(f"| {name} | {m['accuracy']:.4f} | {m['balanced_accuracy']:.4f} | {m['melanoma_recall']:.4f} | "
               f"{m['macro_auc']:.4f} | {m['per_class']['mel']['auc']:.4f} |", flush=True)

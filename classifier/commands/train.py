@@ -13,8 +13,9 @@ def add_arguments(p):
     p.add_argument("--size", type=int, default=160, help="input side in pixels")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3, help="initial (plateau) or peak (cosine) Adam learning rate")
-    p.add_argument("--schedule", choices=("plateau", "cosine"), default="plateau",
-                   help="plateau: the reference's ReduceLROnPlateau + early stopping; cosine: warm-up then decay")
+    p.add_argument("--schedule", choices=("plateau", "cosine", "constant"), default="plateau",
+                   help="plateau: the reference's ReduceLROnPlateau + early stopping; cosine: warm-up then decay; "
+                        "constant: fixed rate (weight-averaging phase after --init-from)")
     p.add_argument("--weights", choices=("imagenet", "none"), default="imagenet", help="backbone initialisation")
     p.add_argument("--augment", choices=("reference", "gentle"), default="reference",
                    help="reference: ±20%% nearest-fill shifts, shear, zoom, any rotation; gentle: symmetries of the "
@@ -26,6 +27,9 @@ def add_arguments(p):
                    help="class weights (n_max / n_c) ** power; 0 turns them off, 1 is full inverse frequency")
     p.add_argument("--small-size", type=int, default=None, help="progressive resizing: early epochs at this side")
     p.add_argument("--small-epochs", type=int, default=0, help="how many early epochs use --small-size")
+    p.add_argument("--init-from", type=Path, nargs="+", default=None, metavar="WEIGHTS",
+                   help="start from these epoch weights files (averaged) instead of ImageNet, e.g. to continue a "
+                        "finished run with --schedule constant")
 
 
 def run(args):
@@ -39,7 +43,7 @@ def run(args):
                     schedule=args.schedule, imagenet=args.weights == "imagenet", augment=args.augment,
                     optimizer=args.optimizer, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
                     class_weight_power=args.class_weight_power, small_size=args.small_size,
-                    small_epochs=args.small_epochs)
+                    small_epochs=args.small_epochs, init_from=args.init_from)
     except RuntimeError as exc:  # backbone weights unavailable; a ClassifierError is printed by cli.main
         print(f"error: {exc}", file=sys.stderr)
         return 2
