@@ -256,9 +256,9 @@ def heatmap_label(with_heatmap: bool) -> str:
 # --- examples -----------------------------------------------------------------------------------------------
 
 def examples() -> list:
-    """The example images present (``classifier.examples.available_examples``); none if the manifest is unusable."""
+    """The example images present (``example_images.available_examples``); none if the manifest is unusable."""
     from classifier.data import DataError
-    from classifier.examples import available_examples
+    from classifier.example_images import available_examples
 
     try:
         return available_examples()

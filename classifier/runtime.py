@@ -2,8 +2,8 @@
 Models exported before the features output existed give None for them.
 
 LiteRT (``model.tflite``) serves by default: it starts in milliseconds and runs several times
-faster than Keras on two CPU cores. Keras (``model.keras``) is the reference it is checked
-against, and the fallback when LiteRT is not installed.
+faster than Keras on two CPU cores. Keras (``model.keras``, ``classifier.training.keras_runtime``) is the
+reference it is checked against, and the fallback when LiteRT is not installed.
 """
 
 from __future__ import annotations
@@ -57,28 +57,6 @@ class LiteRTRuntime:
             return get(self._logits).copy(), get(self._cam).copy(), features
 
 
-class KerasRuntime:
-    name = "keras"
-
-    def __init__(self, config: ModelConfig):
-        import keras
-        import tensorflow as tf
-
-        from classifier.network import logits_and_cam_model
-
-        path = config.file("keras")
-        try:
-            self.model = keras.models.load_model(path, safe_mode=True, compile=False)
-        except Exception as exc:  # Keras raises many types for a bad archive
-            raise ModelFolderError(f"{path}: not a loadable Keras model ({exc})") from exc
-        serving = logits_and_cam_model(self.model)
-        self._fn = tf.function(lambda x: serving(x, training=False), reduce_retracing=True)
-
-    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        logits, cam, features = self._fn(np.asarray(images, dtype=np.float32))
-        return logits.numpy(), cam.numpy(), features.numpy()
-
-
 def open_runtime(config: ModelConfig, runtime: str = "auto"):
     """The requested runtime for a validated model folder ('auto': LiteRT when possible)."""
     runtime = os.environ.get("CLASSIFIER_RUNTIME", runtime) if runtime == "auto" else runtime
@@ -92,4 +70,6 @@ def open_runtime(config: ModelConfig, runtime: str = "auto"):
                 raise
     if config.file("keras") is None:
         raise ModelFolderError(f"{config.folder}: no model.keras for the Keras runtime")
+    from classifier.training.keras_runtime import KerasRuntime  # TensorFlow: training requirements
+
     return KerasRuntime(config)

@@ -26,9 +26,9 @@ def main(argv=None) -> int:
 
     from classifier.data import load_split, read_metadata, resolve_images
     from classifier.labels import CODES
-    from classifier.metrics import classification_metrics
-    from classifier.network import build_classifier
-    from classifier.train import average_weights, load_arrays
+    from classifier.reporting.metrics import classification_metrics
+    from classifier.training.fit import average_weights, load_arrays
+    from classifier.training.network import build_classifier
 
     state = json.loads((args.work / "state.json").read_text())
     settings = state["settings"]

@@ -25,7 +25,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-from classifier.bench_e2e import free_port, start_server, stop_server  # noqa: E402
+from classifier.reporting.benchmark_e2e import free_port, start_server, stop_server  # noqa: E402
 
 HAM_IMAGES = Path(os.environ.get("HAM10000_DIR", ROOT.parent / "shared" / "data" / "ham10000")) / "images_600x450"
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
@@ -66,7 +66,7 @@ def pick_images(folder: Path | None, count: int, tmp: Path) -> list[Path]:
         paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))[:count]
         if paths:
             return paths
-    from classifier.bench import generate_images
+    from classifier.reporting.benchmark import generate_images
 
     return generate_images(tmp, count)
 

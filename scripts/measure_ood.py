@@ -99,8 +99,8 @@ def main(argv=None) -> int:
     result["measured_with"] = "python scripts/measure_ood.py --model model --data DATA"
     print(json.dumps(result))
     if args.write:
-        from classifier.card import write_model_card
         from classifier.model_folder import write_config
+        from classifier.reporting.card import write_model_card
 
         raw = classifier.config.raw
         raw.setdefault("metrics", {})["ood"] = result

@@ -21,9 +21,9 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     """A complete model folder written by the same code as training (64 px, random weights)."""
     import keras
 
-    from classifier.card import write_model_card
-    from classifier.export import base_config, write_model_files
-    from classifier.network import build_classifier
+    from classifier.reporting.card import write_model_card
+    from classifier.training.export_model import base_config, write_model_files
+    from classifier.training.network import build_classifier
 
     keras.utils.set_random_seed(0)
     model = build_classifier("lite1", 64, 7, imagenet=False)

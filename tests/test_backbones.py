@@ -22,7 +22,7 @@ def centre_square(array, size=240):
 
 
 def test_converted_lite1_recognises_real_photos():
-    from classifier.backbones import imagenet_top5, lite1_imagenet_classifier
+    from classifier.training.backbones import imagenet_top5, lite1_imagenet_classifier
 
     model = lite1_imagenet_classifier(240)
     top5 = imagenet_top5(model, np.stack([centre_square(getattr(skimage_data, n)()) for n in EXPECTED]))
@@ -33,7 +33,7 @@ def test_converted_lite1_recognises_real_photos():
 
 
 def test_lite1_has_the_published_shape():
-    from classifier.backbones import lite1_imagenet_classifier
+    from classifier.training.backbones import lite1_imagenet_classifier
 
     model = lite1_imagenet_classifier(240)
     assert sum(1 for layer in model.layers if layer.name.endswith("_dwconv")) == 21
@@ -43,7 +43,7 @@ def test_lite1_has_the_published_shape():
 def test_legacy_reader_refuses_code_in_a_pickle(tmp_path):
     import pickle
 
-    from classifier.torch_legacy import load_state_dict
+    from classifier.training.torch_legacy import load_state_dict
 
     path = tmp_path / "evil.pth"
     with open(path, "wb") as f:
@@ -55,7 +55,7 @@ def test_legacy_reader_refuses_code_in_a_pickle(tmp_path):
 
 
 def test_b1_backbone_builds_and_missing_imagenet_weights_are_a_clear_error():
-    from classifier.network import build_classifier
+    from classifier.training.network import build_classifier
 
     model = build_classifier("b1", 64, 7, imagenet=False)
     assert model.get_layer("features").output.shape[-1] == 1280 and model.output.shape[-1] == 7

@@ -6,9 +6,9 @@ import argparse
 
 import pytest
 
-from classifier import bench_e2e
-from classifier.bench import generate_images
 from classifier.commands import bench as command
+from classifier.reporting import benchmark_e2e as bench_e2e
+from classifier.reporting.benchmark import generate_images
 
 pytestmark = pytest.mark.slow
 

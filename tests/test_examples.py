@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from classifier import examples  # noqa: E402
+from classifier import example_images as examples  # noqa: E402
 from classifier.commands import examples as command  # noqa: E402
 from classifier.data import DataError  # noqa: E402
 from classifier.labels import CODES  # noqa: E402

@@ -1,9 +1,11 @@
 """Project-level promises: the Space front matter matches the pins, and of the data set only the example images
 listed in examples/manifest.csv are in git."""
 
+import ast
 import csv
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +75,57 @@ def test_a_command_that_needs_training_packages_says_how_to_install_them(monkeyp
     monkeypatch.setattr(describe, "run", run_without_something_else)
     with pytest.raises(ModuleNotFoundError):  # a real bug is not disguised as an install hint
         cli.main(["describe", "--data", "somewhere", "--out", "elsewhere"])
+
+
+def module_level_imports(path: Path) -> set[str]:
+    """Modules a file imports when it is imported: every import statement not inside a function."""
+    found, pending = set(), list(ast.parse(path.read_text()).body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            pending.extend(ast.iter_child_nodes(node))  # if/try/class bodies run at import time too
+    return found
+
+
+PACKAGE = ROOT / "classifier"
+TRAINING_COMMANDS = {"train.py", "export.py"}  # they exist to train and export
+
+
+def test_only_training_and_its_commands_import_training_code_at_module_level():
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        inside = path.relative_to(PACKAGE).parts
+        if inside[0] == "training" or (inside[0] == "commands" and inside[-1] in TRAINING_COMMANDS):
+            continue
+        heavy = {m for m in module_level_imports(path)
+                 if m.split(".")[0] in ("tensorflow", "keras") or m.startswith("classifier.training")}
+        if heavy:
+            offenders.append(f"{path.relative_to(ROOT)}: {sorted(heavy)}")
+    assert offenders == []
+
+
+def test_serving_modules_import_neither_training_nor_reporting_nor_gradio():
+    """What the API and CLI load to classify (the package's top level) stays free of the heavier halves."""
+    for path in sorted(PACKAGE.glob("*.py")):
+        for module in module_level_imports(path):
+            assert not module.startswith(("classifier.training", "classifier.reporting")), (path.name, module)
+            assert module.split(".")[0] not in ("gradio", "sklearn", "matplotlib", "tensorflow", "keras"), (
+                path.name, module)
+
+
+def test_the_layout_keeps_module_names_apart_from_command_names():
+    commands = {p.stem for p in (PACKAGE / "commands").glob("*.py")} - {"__init__"}
+    modules = {p.stem for p in PACKAGE.rglob("*.py") if "commands" not in p.parts}
+    assert commands & modules == set()
+
+
+def test_the_layout_check_sees_imports_inside_blocks_but_not_inside_functions(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text("import a\ntry:\n    from b.c import d\nexcept ImportError:\n    pass\n"
+                      "def f():\n    import e\n")
+    assert module_level_imports(source) == {"a", "b.c", "b.c.d"}

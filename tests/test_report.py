@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from classifier.labels import CODES
-from classifier.metrics import classification_metrics
-from classifier.report import confident_errors, image_hash, write_report
+from classifier.reporting.metrics import classification_metrics
+from classifier.reporting.report import confident_errors, image_hash, write_report
 
 N = 60
 

@@ -27,7 +27,7 @@ def make_dataset(folder, per_class=6):
 def test_train_one_epoch_then_resume_and_write_a_servable_model_folder(tmp_path):
     from classifier.api import Classifier
     from classifier.model_folder import read_config
-    from classifier.train import train
+    from classifier.training.fit import train
 
     make_dataset(tmp_path / "data")
     work, out = tmp_path / "run", tmp_path / "model"
@@ -62,7 +62,7 @@ def test_a_finished_run_is_not_overwritten_by_accident(tmp_path, capsys):
 
     from classifier.cli import main
     from classifier.errors import ClassifierError
-    from classifier.train import train
+    from classifier.training.fit import train
 
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "state.json").write_text("{}")
@@ -83,7 +83,7 @@ def test_train_command_reports_a_missing_data_folder_without_a_traceback(tmp_pat
 
 def test_progressive_gentle_adamw_run_resumes_and_exports_at_the_final_size(tmp_path):
     from classifier.model_folder import read_config
-    from classifier.train import train
+    from classifier.training.fit import train
 
     make_dataset(tmp_path / "data")
     work, out = tmp_path / "run", tmp_path / "model"
@@ -113,7 +113,7 @@ def test_progressive_gentle_adamw_run_resumes_and_exports_at_the_final_size(tmp_
 def test_gentle_augmentation_keeps_shape_and_pixel_range():
     import tensorflow as tf
 
-    from classifier.train import gentle_augmentation
+    from classifier.training.fit import gentle_augmentation
 
     images = tf.constant(np.stack([lesion_like(64, seed=s) for s in range(4)]).astype("float32"))
     out = gentle_augmentation()(images).numpy()

@@ -22,7 +22,7 @@ def add_arguments(p):
 def run(args):
     import json
 
-    from classifier.bench import bench, table
+    from classifier.reporting.benchmark import bench, table
 
     if args.runs < 1 or args.cold_runs < 1 or args.max_images < 1 or args.concurrency < 1:
         print("error: --runs, --cold-runs, --max-images and --concurrency must be at least 1", file=sys.stderr)
@@ -43,11 +43,11 @@ def run(args):
         print(table(results))
         print(json.dumps(results))
         if args.write:
-            from classifier.bench import write_to_model_folder
+            from classifier.reporting.benchmark import write_to_model_folder
 
             write_to_model_folder(results)
     if args.part in ("all", "e2e"):
-        from classifier import bench_e2e
+        from classifier.reporting import benchmark_e2e as bench_e2e
 
         try:
             results = bench_e2e.e2e(args.model, args.images, args.runs, args.concurrency, args.max_images, log=log)

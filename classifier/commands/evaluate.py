@@ -65,10 +65,10 @@ def run(args):
     import numpy as np
 
     from classifier.api import load_classifier
-    from classifier.evaluation import mean_probabilities, predict_logits
     from classifier.explain import energy
-    from classifier.metrics import classification_metrics
-    from classifier.report import write_report
+    from classifier.reporting.evaluation import mean_probabilities, predict_logits
+    from classifier.reporting.metrics import classification_metrics
+    from classifier.reporting.report import write_report
 
     try:
         classifier = load_classifier(args.model, args.revision, args.runtime)

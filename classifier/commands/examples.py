@@ -17,7 +17,7 @@ def add_arguments(p):
 
 
 def run(args):
-    from classifier import examples
+    from classifier import example_images as examples
 
     dest = args.dest or examples.EXAMPLES_DIR
     manifest = args.manifest or examples.MANIFEST

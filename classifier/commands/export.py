@@ -19,7 +19,7 @@ def run(args):
     import sys
 
     from classifier.data import read_metadata, resolve_images
-    from classifier.export import export_from_training, export_keras_folder
+    from classifier.training.export_model import export_from_training, export_keras_folder
 
     try:
         records = read_metadata(args.data)

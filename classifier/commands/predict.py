@@ -199,7 +199,7 @@ def score_ray(classifier, inputs, writer, args):
 
 def score_local(classifier, paths: list[Path], writer, top_k: int, tta: bool, heatmap: bool, overlays):
     """Score in this process through the Classifier's batch path (one image at a time with TTA or heatmaps)."""
-    from classifier.evaluation import progress
+    from classifier.reporting.evaluation import progress
     from classifier.results import record_of
     from classifier.scale import EngineRun
 

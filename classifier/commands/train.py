@@ -35,7 +35,7 @@ def add_arguments(p):
 def run(args):
     import sys
 
-    from classifier.train import train
+    from classifier.training.fit import train
 
     try:
         out = train(args.data, args.out, backbone=args.backbone, epochs=args.epochs, resume=args.resume,

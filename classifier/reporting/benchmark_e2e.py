@@ -207,8 +207,8 @@ def table(results: dict) -> str:
 
 
 def e2e(source: str | None, images: Path | None, runs: int, concurrency: int, max_images: int, log=print) -> dict:
-    """Resolve the model and the images as ``classifier.bench.bench`` does, then :func:`run_e2e`."""
-    from classifier.bench import on_model_and_images
+    """Resolve the model and the images as ``classifier.reporting.benchmark.bench`` does, then :func:`run_e2e`."""
+    from classifier.reporting.benchmark import on_model_and_images
 
     return on_model_and_images(source, images, max_images, log,
                                lambda folder, paths: run_e2e(folder, paths, runs, concurrency, log))

@@ -50,7 +50,7 @@ def write_model_files(model, out: Path, config: dict, split_path: Path | None) -
     """Save ``model.keras`` (no optimizer), ``model.tflite`` (logits + CAM) and config.json into ``out``."""
     import keras
 
-    from classifier.network import logits_and_cam_model
+    from classifier.training.network import logits_and_cam_model
 
     out.mkdir(parents=True, exist_ok=True)
     clean = keras.models.clone_model(model)
@@ -96,16 +96,16 @@ def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Pat
     validation (the feature statistics on training images), then measure the test split (plain and with TTA,
     before and after); store all of it in config.json and the card."""
     from classifier.api import Classifier
-    from classifier.card import write_model_card
-    from classifier.evaluation import (
+    from classifier.explain import energy
+    from classifier.reporting.card import write_model_card
+    from classifier.reporting.evaluation import (
         energy_threshold,
         fit_prior_correction,
         fit_temperature,
         mean_probabilities,
         predict_logits,
     )
-    from classifier.explain import energy
-    from classifier.metrics import classification_metrics, roc_auc
+    from classifier.reporting.metrics import classification_metrics, roc_auc
     from classifier.uncertainty import set_metrics
 
     config = read_config(out)
@@ -176,8 +176,8 @@ def export_from_training(work: Path, out: Path, records: list[Record], paths: di
     with ``average_last`` N > 1 the mean of the last N epochs' weights (a cheap stochastic weight average)."""
     import keras
 
-    from classifier.network import build_classifier
-    from classifier.train import average_weights
+    from classifier.training.fit import average_weights
+    from classifier.training.network import build_classifier
 
     state = json.loads((work / "state.json").read_text())
     settings = state["settings"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from classifier.backbones import FEATURE_LAYER, b1_features, lite1_features, load_lite1_imagenet_weights
+from classifier.training.backbones import FEATURE_LAYER, b1_features, lite1_features, load_lite1_imagenet_weights
 
 HEAD_LAYER = "predictions"
 

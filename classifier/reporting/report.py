@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from classifier.labels import BY_CODE
-from classifier.metrics import (
+from classifier.reporting.metrics import (
     calibration_bins,
     confusion_matrix,
     expected_calibration_error,

@@ -12,7 +12,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from classifier.torch_legacy import load_state_dict
+from classifier.training.torch_legacy import load_state_dict
 
 BACKBONES = ("lite1", "b1")
 FEATURE_LAYER = "features"

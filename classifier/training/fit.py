@@ -19,8 +19,8 @@ import numpy as np
 
 from classifier.data import DataError, lesion_split, load_split, read_metadata, resolve_images, save_split
 from classifier.labels import CODES
-from classifier.metrics import classification_metrics
 from classifier.preprocessing import load_and_prepare
+from classifier.reporting.metrics import classification_metrics
 
 
 def _log(work: Path, message: str) -> None:
@@ -140,7 +140,7 @@ def train(
     import keras
     import tensorflow as tf
 
-    from classifier.network import build_classifier
+    from classifier.training.network import build_classifier
 
     work = Path(work_dir)
     state_path = work / "state.json"
@@ -223,7 +223,7 @@ def train(
                 model.fit(dataset(side), epochs=phase_end, initial_epoch=state["epoch"], class_weight=weights,
                           verbose=0, shuffle=False, callbacks=[checkpoint])
 
-    from classifier.export import export_from_training  # imported late: keeps TF-free modules light
+    from classifier.training.export_model import export_from_training  # imported late: keeps TF-free modules light
 
     return export_from_training(work, Path(out_dir), records, paths)
 
