@@ -25,7 +25,7 @@ COMMANDS = {
 
 
 # Installed by requirements-train.txt only: training, export, the Keras runtime and the report figures.
-TRAINING_MODULES = {"tensorflow", "keras", "matplotlib"}
+TRAINING_MODULES = {"tensorflow", "keras", "matplotlib", "sklearn"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,8 +23,11 @@ def main(argv=None) -> int:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--average", type=int, nargs="*", default=[2, 3], help="numbers of last epochs to average")
     args = parser.parse_args(argv)
+    if not (args.work / "state.json").is_file():
+        parser.error(f"{args.work}: not a training run (no state.json); give the --work folder of `train`")
 
     from classifier.data import load_split, read_metadata, resolve_images
+    from classifier.errors import ClassifierError
     from classifier.labels import CODES
     from classifier.reporting.metrics import classification_metrics
     from classifier.training.fit import average_weights, load_arrays
@@ -32,7 +35,10 @@ def main(argv=None) -> int:
 
     state = json.loads((args.work / "state.json").read_text())
     settings = state["settings"]
-    records = read_metadata(args.data)
+    try:
+        records = read_metadata(args.data)
+    except ClassifierError as exc:
+        parser.error(str(exc))
     split = load_split(args.work / "split.json")
     val = [r for r in records if split.get(r.image_id) == "val"]
     paths = resolve_images(val, args.data)

@@ -1,8 +1,12 @@
-"""Shared fixtures: a real (tiny, random-weight) model folder, the bundled model, the HAM10000 copy."""
+"""Shared fixtures: a real (tiny, random-weight) model folder, the bundled model, the HAM10000 copy; and the
+test tiers. ``slow`` means: needs TensorFlow, a server (the fake Hub, Ray, the demo) or a browser. A test that
+uses a fixture in ``SLOW_FIXTURES`` is marked slow here, so the marker cannot be forgotten. ``pytest --fast``
+runs the rest, with TensorFlow and Keras made unimportable so that a test needing them fails loudly."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +18,30 @@ BUNDLED_MODEL = ROOT / "model"
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SLOW_FIXTURES = {"tiny_model_dir", "hub", "local_ray"}  # build a Keras model, start the fake Hub, start Ray
+
+
+def pytest_addoption(parser):
+    parser.addoption("--fast", action="store_true",
+                     help="the fast tier: skip slow tests (TensorFlow, servers, browser); under a minute")
+
+
+def pytest_configure(config):
+    if config.getoption("--fast"):
+        for module in ("tensorflow", "keras"):
+            sys.modules[module] = None  # importing it now raises ImportError
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects on the markers added here
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(item.fixturenames) or item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.slow)
+    if config.getoption("--fast"):
+        slow = [item for item in items if item.get_closest_marker("slow")]
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ def centre_square(array, size=240):
     return prepare(load_image(array), size)
 
 
+@pytest.mark.slow
 def test_converted_lite1_recognises_real_photos():
     from classifier.training.backbones import imagenet_top5, lite1_imagenet_classifier
 
@@ -32,6 +33,7 @@ def test_converted_lite1_recognises_real_photos():
     assert top5[0][0] in EXPECTED["chelsea"] and top5[1][0] in EXPECTED["coffee"]
 
 
+@pytest.mark.slow
 def test_lite1_has_the_published_shape():
     from classifier.training.backbones import lite1_imagenet_classifier
 
@@ -54,6 +56,7 @@ def test_legacy_reader_refuses_code_in_a_pickle(tmp_path):
         load_state_dict(path)
 
 
+@pytest.mark.slow
 def test_b1_backbone_builds_and_missing_imagenet_weights_are_a_clear_error():
     from classifier.training.network import build_classifier
 

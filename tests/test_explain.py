@@ -27,6 +27,7 @@ def corner_evidence_model():
     return model
 
 
+@pytest.mark.slow
 def test_cam_peaks_where_the_evidence_is_and_logits_match_the_model():
     from classifier.training.network import logits_and_cam_model
 

@@ -50,10 +50,11 @@ def test_readme_test_command_is_what_ci_runs():
 
 def test_the_space_installs_no_training_stack_and_training_gets_it():
     space = (ROOT / "requirements.txt").read_text().lower()
-    for package in ("tensorflow", "keras", "matplotlib", "ray", "torch"):
+    for package in ("tensorflow", "keras", "matplotlib", "scikit-learn", "ray", "torch"):
         assert not re.search(rf"^{package}", space, flags=re.M), package
     train = (ROOT / "requirements-train.txt").read_text()
     assert "-r requirements.txt" in train and "tensorflow-cpu==" in train and "keras==" in train
+    assert "scikit-learn==" in train
     assert "-r requirements-train.txt" in (ROOT / "requirements-dev.txt").read_text()
 
 

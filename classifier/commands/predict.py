@@ -199,14 +199,16 @@ def score_ray(classifier, inputs, writer, args):
 
 def score_local(classifier, paths: list[Path], writer, top_k: int, tta: bool, heatmap: bool, overlays):
     """Score in this process through the Classifier's batch path (one image at a time with TTA or heatmaps)."""
-    from classifier.reporting.evaluation import progress
+    from tqdm import tqdm
+
     from classifier.results import record_of
     from classifier.scale import EngineRun
 
     result = EngineRun(engine="local")
-    started, clock = time.time(), time.perf_counter()
+    clock = time.perf_counter()
+    bar = tqdm(total=len(paths), unit="img", disable=True if len(paths) < 20 else None)  # None: off when not a TTY
     if tta or heatmap:
-        for done, path in enumerate(paths, 1):
+        for path in paths:
             try:
                 prediction = classifier.classify(path, top_k=top_k, tta=tta, heatmap=heatmap)
                 record = record_of(str(path), prediction, heatmap=heatmap, overlay=overlays.save(path, prediction))
@@ -215,7 +217,7 @@ def score_local(classifier, paths: list[Path], writer, top_k: int, tta: bool, he
             writer.write(record)
             result.images += 1
             result.errors += "error" in record
-            progress(done, len(paths), started)
+            bar.update()
     else:
         for start in range(0, len(paths), BATCH_SIZE):
             chunk = paths[start:start + BATCH_SIZE]
@@ -226,7 +228,8 @@ def score_local(classifier, paths: list[Path], writer, top_k: int, tta: bool, he
                 result.images += 1
                 result.errors += "error" in record
             writer.flush()
-            progress(start + len(chunk), len(paths), started)
+            bar.update(len(chunk))
+    bar.close()
     result.seconds = time.perf_counter() - clock
     return result
 

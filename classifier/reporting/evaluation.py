@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from classifier.explain import energy, softmax
 from classifier.reporting.metrics import negative_log_likelihood
 from classifier.tta import views_of
-
-
-def progress(done: int, total: int, started: float, label: str = "images") -> None:
-    """A one-line progress bar on stderr (only for batches long enough to need one)."""
-    if total < 20 or (not sys.stderr.isatty() and done != total):
-        return
-    width = 30
-    filled = int(width * done / max(total, 1))
-    rate = done / max(time.time() - started, 1e-9)
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label} ({rate:.1f}/s)")
-    if done == total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
 
 
 def predict_logits(classifier, paths: list[Path], tta: bool = False, batch_size: int = 32,
@@ -32,7 +18,7 @@ def predict_logits(classifier, paths: list[Path], tta: bool = False, batch_size:
     With ``with_features``, also the pooled features of the first view, (N, D): a tuple is returned."""
     views = classifier.config.tta_views if tta else ("identity",)
     out, features = [], []
-    started = time.time()
+    bar = tqdm(total=len(paths), unit="img", disable=True if not show_progress or len(paths) < 20 else None)
     per_batch = max(batch_size // len(views), 1)
     for start in range(0, len(paths), per_batch):
         prepared = [classifier.prepare(p) for p in paths[start:start + per_batch]]
@@ -43,8 +29,8 @@ def predict_logits(classifier, paths: list[Path], tta: bool = False, batch_size:
             if pooled is None:
                 raise ValueError("this model has no pooled-features output; export it again")
             features.append(pooled.reshape(len(prepared), len(views), -1)[:, 0])
-        if show_progress:
-            progress(min(start + per_batch, len(paths)), len(paths), started)
+        bar.update(len(prepared))
+    bar.close()
     if with_features:
         return np.concatenate(out), np.concatenate(features)
     return np.concatenate(out)

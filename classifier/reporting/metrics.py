@@ -1,44 +1,49 @@
-"""Classification metrics in plain numpy: accuracy, balanced accuracy, P/R/F1, AUC, calibration."""
+"""Classification metrics: accuracy, balanced accuracy, P/R/F1, AUC, calibration.
+
+scikit-learn computes the confusion matrix, precision/recall/F1 and the ROC curve and AUC; what it has no
+function for stays here in numpy: the top-1 calibration bins (with their counts), the expected calibration
+error, the negative log-likelihood, and the conventions this project reports (nan AUC for an absent class,
+nan recall for a class without support, macro averages over the classes present). Evaluation and training
+only: the serving path never imports classifier.reporting.
+"""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+from sklearn import metrics as sk
+from sklearn.exceptions import UndefinedMetricWarning
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
     """Rows are true classes, columns predicted classes."""
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (y_true, y_pred), 1)
-    return matrix
+    return sk.confusion_matrix(y_true, y_pred, labels=np.arange(num_classes)).astype(np.int64)
 
 
 def roc_auc(is_positive: np.ndarray, score: np.ndarray) -> float:
-    """Area under the ROC curve via the rank (Mann-Whitney) statistic; ties count one half."""
+    """Area under the ROC curve (ties count one half); nan when either side is empty."""
     is_positive = np.asarray(is_positive, dtype=bool)
-    n_pos, n_neg = int(is_positive.sum()), int((~is_positive).sum())
-    if n_pos == 0 or n_neg == 0:
+    if is_positive.all() or not is_positive.any():
         return float("nan")
-    order = np.argsort(score, kind="mergesort")
-    ranks = np.empty(len(score), dtype=np.float64)
-    sorted_scores = np.asarray(score)[order]
-    # average ranks over ties
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    avg = first + (counts - 1) / 2.0 + 1
-    ranks[order] = np.repeat(avg, counts)
-    return float((ranks[is_positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(sk.roc_auc_score(is_positive, score))
 
 
 def roc_curve(is_positive: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(false positive rate, true positive rate) at every threshold, from (0, 0) to (1, 1)."""
-    order = np.argsort(-np.asarray(score), kind="mergesort")
-    pos = np.asarray(is_positive, dtype=bool)[order]
-    tpr = np.concatenate([[0.0], np.cumsum(pos) / max(pos.sum(), 1)])
-    fpr = np.concatenate([[0.0], np.cumsum(~pos) / max((~pos).sum(), 1)])
-    return fpr, tpr
+    """(false positive rate, true positive rate) at every distinct threshold, from (0, 0) to (1, 1).
+    A rate whose side is empty (no positives, or no negatives) is 0 throughout rather than undefined."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        fpr, tpr, _ = sk.roc_curve(np.asarray(is_positive, dtype=bool), score, drop_intermediate=False)
+    return np.nan_to_num(fpr, nan=0.0), np.nan_to_num(tpr, nan=0.0)
 
 
 def calibration_bins(probs: np.ndarray, y_true: np.ndarray, bins: int = 15):
-    """Per confidence bin: (mean confidence, accuracy, count), for the top-1 prediction."""
+    """Per confidence bin: (mean confidence, accuracy, count), for the top-1 prediction.
+
+    Not sklearn.calibration.calibration_curve: that one bins a binary problem's probabilities, returns no
+    counts and drops empty bins, and puts a confidence equal to an inner edge into the lower bin (this one,
+    and the ECE figures reported so far, into the upper)."""
     confidence = probs.max(axis=1)
     correct = probs.argmax(axis=1) == y_true
     edges = np.linspace(0.0, 1.0, bins + 1)
@@ -62,33 +67,26 @@ def negative_log_likelihood(probs: np.ndarray, y_true: np.ndarray) -> float:
 
 
 def classification_metrics(probs: np.ndarray, y_true: np.ndarray, codes: tuple[str, ...]) -> dict:
-    """Everything the evaluation reports, as plain JSON-ready values."""
+    """Everything the evaluation reports, as plain JSON-ready values. Balanced accuracy, macro F1 and macro
+    AUC average over the classes present in ``y_true``; an absent class shows recall and AUC nan."""
     y_true = np.asarray(y_true)
     y_pred = probs.argmax(axis=1)
-    k = len(codes)
-    matrix = confusion_matrix(y_true, y_pred, k)
-    per_class = {}
-    recalls, f1s, aucs = [], [], []
-    for i, code in enumerate(codes):
-        tp = matrix[i, i]
-        support = int(matrix[i].sum())
-        predicted = int(matrix[:, i].sum())
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / support if support else float("nan")
-        f1 = 2 * precision * recall / (precision + recall) if support and (precision + recall) else 0.0
-        auc = roc_auc(y_true == i, probs[:, i])
-        per_class[code] = {"precision": round(float(precision), 4), "recall": round(float(recall), 4),
-                           "f1": round(float(f1), 4), "auc": round(auc, 4), "support": support}
-        if support:
-            recalls.append(recall)
-            f1s.append(f1)
-            aucs.append(auc)
+    labels = np.arange(len(codes))
+    matrix = confusion_matrix(y_true, y_pred, len(codes))
+    precision, recall, f1, support = sk.precision_recall_fscore_support(y_true, y_pred, labels=labels,
+                                                                        zero_division=0)
+    present = support > 0
+    recall = np.where(present, recall, np.nan)
+    aucs = np.array([roc_auc(y_true == i, probs[:, i]) for i in labels])
+    per_class = {code: {"precision": round(float(precision[i]), 4), "recall": round(float(recall[i]), 4),
+                        "f1": round(float(f1[i]), 4), "auc": round(float(aucs[i]), 4), "support": int(support[i])}
+                 for i, code in enumerate(codes)}
     result = {
         "n": int(len(y_true)),
-        "accuracy": round(float((y_pred == y_true).mean()), 4),
-        "balanced_accuracy": round(float(np.mean(recalls)), 4),
-        "macro_f1": round(float(np.mean(f1s)), 4),
-        "macro_auc": round(float(np.nanmean(aucs)), 4),
+        "accuracy": round(float(sk.accuracy_score(y_true, y_pred)), 4),
+        "balanced_accuracy": round(float(np.mean(recall[present])), 4),
+        "macro_f1": round(float(np.mean(f1[present])), 4),
+        "macro_auc": round(float(np.nanmean(aucs[present])), 4),
         "nll": round(negative_log_likelihood(probs, y_true), 4),
         "ece": round(expected_calibration_error(probs, y_true), 4),
         "per_class": per_class,

@@ -1,0 +1,13 @@
+"""The maintenance scripts answer a wrong folder with a usage error, not a traceback."""
+
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def test_compare_checkpoints_names_a_folder_that_is_not_a_training_run(tmp_path):
+    done = subprocess.run([sys.executable, "scripts/compare_checkpoints.py", "--work", str(tmp_path / "none"),
+                           "--data", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "not a training run (no state.json)" in done.stderr and "Traceback" not in done.stderr
