@@ -30,6 +30,46 @@ def malignant_note(codes: list[str]) -> str:
             "It is a model output on a research data set, not a risk estimate for a person.")
 
 
+def ood_flags(config: ModelConfig, logits: np.ndarray, features: np.ndarray | None = None,
+              feature_statistics: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """The served out-of-distribution rule on the model's own scores, per image (the image checks for uniform,
+    colourless or noise-like pictures come on top, in :meth:`Classifier.classify`).
+
+    ``logits`` (N, K) and ``features`` (N, D) are those of each image's first (identity) view. Returns
+    ``energy`` and ``by_energy`` (energy above ``ood.energy_threshold``; all False without one), ``distance``
+    and ``by_features`` (Mahalanobis feature distance above ``ood.feature_threshold``; NaN and False without
+    the feature score or features), and ``warned``: either.
+    """
+    scores = energy(np.atleast_2d(logits))
+    by_energy = scores > config.ood_threshold if config.ood_threshold is not None else np.zeros(len(scores), bool)
+    distance = np.full(len(scores), np.nan)
+    by_features = np.zeros(len(scores), bool)
+    if feature_statistics is not None and features is not None and config.feature_ood_threshold is not None:
+        distance = mahalanobis_distance(features, feature_statistics).astype(np.float64)
+        by_features = distance > config.feature_ood_threshold
+    return {"energy": scores, "by_energy": by_energy, "distance": distance, "by_features": by_features,
+            "warned": by_energy | by_features}
+
+
+def _share(quantile: float | None) -> str:
+    """'97% of the' for a threshold's fitted quantile, 'the' when the model folder does not say."""
+    return "the" if quantile is None else f"{quantile:.0%} of the"
+
+
+def load_feature_statistics(config: ModelConfig) -> dict[str, np.ndarray] | None:
+    """The training-feature statistics of the feature score (``ood_features.npz``); None if the model has none."""
+    from classifier.model_folder import ModelFolderError
+
+    if config.feature_ood_threshold is None:
+        return None
+    path = config.file("ood_features")
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return {k: stored[k] for k in ("projection", "projected_means")}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelFolderError(f"{path}: not readable feature statistics ({exc})") from exc
+
+
 @dataclass(frozen=True)
 class ClassProbability:
     code: str
@@ -128,16 +168,11 @@ class Classifier:
         if probe_logits.shape[-1] != len(self.labels):
             raise ModelFolderError(f"{folder}: the model has {probe_logits.shape[-1]} outputs but config.json "
                                    f"lists {len(self.labels)} labels")
-        self.feature_statistics = None
-        if self.config.feature_ood_threshold is not None:
-            path = self.config.file("ood_features")
-            try:
-                with np.load(path, allow_pickle=False) as stored:
-                    self.feature_statistics = {k: stored[k] for k in ("projection", "projected_means")}
-            except (OSError, ValueError, KeyError) as exc:
-                raise ModelFolderError(f"{path}: not readable feature statistics ({exc})") from exc
-            if probe_features is None or probe_features.shape[-1] != len(self.feature_statistics["projection"]):
-                raise ModelFolderError(f"{folder}: the model's pooled features do not match {path.name}")
+        self.feature_statistics = load_feature_statistics(self.config)
+        if self.feature_statistics is not None and (
+                probe_features is None or probe_features.shape[-1] != len(self.feature_statistics["projection"])):
+            raise ModelFolderError(f"{folder}: the model's pooled features do not match "
+                                   f"{self.config.file('ood_features').name}")
 
     def prepare(self, image) -> np.ndarray:
         """The shared preprocessing: any accepted input -> (size, size, 3) uint8."""
@@ -173,10 +208,19 @@ class Classifier:
         return results
 
     def classify_each(self, images, top_k: int = 3, batch_size: int = 32) -> list[Prediction | Exception]:
-        """The one batch path: decode in parallel, infer the good images in batches; a bad image becomes its
-        exception (ImageError for bad input) in its place, so one broken file never costs the others.
-        ``images`` may be any iterable of paths, bytes, PIL images or arrays."""
+        """Classify many images (no TTA, no heatmaps); a bad image becomes its exception (ImageError for bad
+        input) in its place, so one broken file never costs the others. ``images`` may be any iterable of paths,
+        bytes, PIL images or arrays."""
+        return [item if isinstance(item, Exception) else self._prediction(*item, top_k, False, None)
+                for item in self.run_each(images, batch_size=batch_size)]
+
+    def run_each(self, images, views: tuple[str, ...] = ("identity",), batch_size: int = 32):
+        """The one batch path, under ``classify_each``, evaluation and export: decode in parallel, prepare
+        once, run the runtime on the views of the good images in batches of about ``batch_size``. Yields per
+        image, in order, its exception or (prepared, logits (V, K), first view's activation maps (h, w, K),
+        first view's pooled features (D,) or None)."""
         images = list(images)
+        per_batch = max(batch_size // len(views), 1)
 
         def prepare_or_error(image):
             try:
@@ -184,23 +228,20 @@ class Classifier:
             except Exception as exc:  # decoders raise many types; each image reports its own
                 return exc
 
-        results: list[Prediction | Exception] = []
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # decoding releases the GIL
-            for start in range(0, len(images), batch_size):
-                prepared = list(pool.map(prepare_or_error, images[start:start + batch_size]))
+            for start in range(0, len(images), per_batch):
+                prepared = list(pool.map(prepare_or_error, images[start:start + per_batch]))
                 good = [p for p in prepared if not isinstance(p, Exception)]
                 outputs = iter(())
                 if good:
-                    logits, cam, features = self.forward(np.stack(good))
-                    features = [None] * len(good) if features is None else features
+                    logits, cam, features = self.forward(np.concatenate([views_of(p, views) for p in good]))
+                    logits = logits.reshape(len(good), len(views), -1)
+                    cam = cam.reshape(len(good), len(views), *cam.shape[1:])[:, 0]
+                    features = ([None] * len(good) if features is None
+                                else features.reshape(len(good), len(views), -1)[:, 0])
                     outputs = iter(zip(good, logits, cam, features, strict=True))
                 for item in prepared:
-                    if isinstance(item, Exception):
-                        results.append(item)
-                    else:
-                        p, lg, c, f = next(outputs)
-                        results.append(self._prediction(p, lg[None], c, f, top_k, False, None))
-        return results
+                    yield item if isinstance(item, Exception) else next(outputs)
 
     def _prediction(self, prepared, logits, cam, features, top_k, heatmap, heatmap_class) -> Prediction:
         codes = self.config.codes
@@ -212,20 +253,21 @@ class Classifier:
         order = np.argsort(-probs, kind="stable")
         ranked = [ClassProbability(codes[i], self.labels[i].name, round(float(probs[i]), 6), self.labels[i].malignant)
                   for i in order]
-        score = float(energy(logits[0]))
+        flags = ood_flags(self.config, logits[:1], None if features is None else features[None],
+                          self.feature_statistics)
+        score = float(flags["energy"][0])
         reasons = image_check_reasons(prepared)
         threshold = self.config.ood_threshold
-        if threshold is not None and score > threshold:
+        if flags["by_energy"][0]:
             reasons.append(f"the model's energy score {score:.2f} is above the threshold {threshold:.2f} "
-                           f"that {self.config.raw['ood'].get('energy_quantile', 0.95):.0%} of validation images "
-                           "stay under")
+                           f"that {_share(self.config.energy_quantile)} validation images stay under")
         distance, feature_threshold = None, self.config.feature_ood_threshold
-        if self.feature_statistics is not None and features is not None:
-            distance = round(float(mahalanobis_distance(features, self.feature_statistics)[0]), 4)
-            if distance > feature_threshold:
+        if not np.isnan(flags["distance"][0]):
+            distance = round(float(flags["distance"][0]), 4)
+            if flags["by_features"][0]:
                 reasons.append(f"its features are far from every class of the training images (distance "
                                f"{distance:.2f}, above the threshold {feature_threshold:.2f} that "
-                               f"{self.config.raw['ood'].get('feature_quantile', 0.97):.0%} of validation images "
+                               f"{_share(self.config.feature_quantile)} validation images "
                                "stay under)")
         conformal_set = None
         if self.config.conformal_threshold is not None:

@@ -44,9 +44,11 @@ class ModelConfig:
     class_bias: tuple[float, ...]
     ood_threshold: float | None
     tta_views: tuple[str, ...]
-    conformal_threshold: float | None = None  # APS mass threshold of the prediction sets
+    conformal_threshold: float | None = None  # a class is in the prediction set when 1 - p <= this
     conformal_coverage: float | None = None  # their nominal coverage, e.g. 0.9
     feature_ood_threshold: float | None = None  # Mahalanobis distance above which an image is flagged
+    energy_quantile: float | None = None  # share of validation images below ood_threshold, e.g. 0.99
+    feature_quantile: float | None = None  # share of validation images below feature_ood_threshold
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -129,6 +131,11 @@ def read_config(folder: str | Path, verify_files: bool = True) -> ModelConfig:
              f"ood.feature_threshold must be a number, not {feature_threshold!r}")
     _require(feature_threshold is None or "ood_features" in raw.get("files", {}), folder,
              "ood.feature_threshold needs the fitted feature statistics (files.ood_features)")
+    quantiles = {}
+    for key in ("energy_quantile", "feature_quantile"):
+        quantiles[key] = raw.get("ood", {}).get(key)
+        _require(quantiles[key] is None or (isinstance(quantiles[key], (int, float)) and 0 < quantiles[key] < 1),
+                 folder, f"ood.{key} must be a number in (0, 1), not {quantiles[key]!r}")
     views = tuple(raw.get("tta", {}).get("views", ("identity",)))
     from classifier.tta import VIEWS
 
@@ -153,7 +160,8 @@ def read_config(folder: str | Path, verify_files: bool = True) -> ModelConfig:
     return ModelConfig(folder, raw, size, tuple(labels), float(temperature), tuple(float(b) for b in class_bias),
                        None if threshold is None else float(threshold), views,
                        None if q is None else float(q), None if coverage is None else float(coverage),
-                       None if feature_threshold is None else float(feature_threshold))
+                       None if feature_threshold is None else float(feature_threshold),
+                       **{key: None if value is None else float(value) for key, value in quantiles.items()})
 
 
 def write_config(folder: Path, config: dict) -> None:

@@ -88,9 +88,17 @@ def test_not_json(folder):
     (lambda c: c.update(conformal={"threshold": 1.5, "coverage": 0.9}), "conformal needs"),
     (lambda c: c.update(conformal={"threshold": 0.5}), "conformal needs"),
     (lambda c: c["ood"].update(feature_threshold="far"), "feature_threshold must be a number"),
+    (lambda c: c["ood"].update(energy_quantile=99), r"energy_quantile must be a number in \(0, 1\)"),
+    (lambda c: c["ood"].update(feature_quantile="97%"), "feature_quantile must be a number"),
     (lambda c: c["ood"].update(feature_threshold=2.0), "needs the fitted feature statistics"),
 ])
 def test_bad_uncertainty_settings_are_refused(folder, change, message):
     edit_config(folder, change)
     with pytest.raises(ModelFolderError, match=message):
         read_config(folder)
+
+
+def test_the_quantiles_behind_the_thresholds_are_typed_fields(folder):
+    edit_config(folder, lambda c: c["ood"].update(energy_quantile=0.99, feature_quantile=0.97))
+    config = read_config(folder)
+    assert (config.energy_quantile, config.feature_quantile) == (0.99, 0.97)

@@ -1,6 +1,7 @@
 """``python -m classifier evaluate``: measure a model on the test split or on any labelled folder.
 
-The last line of stdout is one JSON object with the metrics; the report folder holds report.md,
+The last line of stdout is one JSON object with the metrics of ``classifier.reporting.measure.measure`` (the
+names of config.json ``metrics.test``); the report folder holds report.md,
 the confusion matrix, per-class P/R/F1, ROC curves, the reliability diagram and the most
 confident wrong predictions.
 """
@@ -65,36 +66,28 @@ def run(args):
     import numpy as np
 
     from classifier.api import load_classifier
-    from classifier.explain import energy
-    from classifier.reporting.evaluation import mean_probabilities, predict_logits
-    from classifier.reporting.metrics import classification_metrics
+    from classifier.reporting.evaluation import mean_probabilities
+    from classifier.reporting.measure import measure, predict_for_measure
     from classifier.reporting.report import write_report
 
     try:
         classifier = load_classifier(args.model, args.revision, args.runtime)
         ids, paths, labels = _labelled_images(args, classifier)
-        view_logits = predict_logits(classifier, paths, tta=args.tta)
+        view_logits, features = predict_for_measure(classifier, paths, tta=args.tta)
     except OSError as exc:  # a ClassifierError (model, data, image) is printed by cli.main, also with exit 2
         print(f"error: {exc}", file=sys.stderr)
         return 2
     y = np.array(labels)
     config = classifier.config
     probs = mean_probabilities(view_logits, config.temperature, config.class_bias)
-    metrics = classification_metrics(probs, y, config.codes)
-    if config.ood_threshold is not None:
-        metrics["ood_warning_rate"] = round(float((energy(view_logits[:, 0]) > config.ood_threshold).mean()), 4)
-    if config.conformal_threshold is not None:
-        from classifier.uncertainty import set_metrics
-
-        metrics["conformal"] = {"nominal_coverage": config.conformal_coverage,
-                                **set_metrics(probs, y, config.conformal_threshold)}
+    metrics = measure(config, view_logits, y, features, classifier.feature_statistics)
     title = f"Evaluation on {'the ' + args.split + ' split' if args.data else args.labels.name}"
     report = write_report(args.out, probs, y, ids, paths, config.codes, metrics, title=title,
                           extra_md=f"Model: `{_shown(config.folder)}`; TTA: {'on' if args.tta else 'off'}; "
                                    f"temperature {config.temperature}; class bias {list(config.class_bias)}.",
                           probs_uncalibrated=mean_probabilities(view_logits, 1.0))
     print(f"report: {report}", file=sys.stderr)
-    print(json.dumps({k: v for k, v in metrics.items()}))
+    print(json.dumps(metrics))
 
 
 def _shown(folder: Path) -> str:

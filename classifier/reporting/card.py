@@ -69,7 +69,7 @@ def render_model_card(config: dict) -> str:
                           ("melanoma_recall", "melanoma recall"), ("nll", "negative log-likelihood"),
                           ("ece", "expected calibration error (15 bins)")):
             lines.append(f"| {name} | {_fmt(test.get(key))} |")
-        lines += [f"| malignant-vs-benign ROC AUC (P(akiec)+P(bcc)+P(mel)) | {_fmt(metrics.get('malignant_auc'))} |",
+        lines += [f"| malignant-vs-benign ROC AUC (P(akiec)+P(bcc)+P(mel)) | {_fmt(test.get('malignant_auc'))} |",
                   "", "| class | precision | recall | F1 | AUC | support |", "| --- | --- | --- | --- | --- | --- |"]
         for code, pc in test["per_class"].items():
             lines.append(f"| {code} | {_fmt(pc['precision'])} | {_fmt(pc['recall'])} | {_fmt(pc['f1'])} | "
@@ -107,18 +107,24 @@ def render_model_card(config: dict) -> str:
                                               ("accuracy", "balanced_accuracy", "macro_auc", "melanoma_recall",
                                                "nll", "ece")) + " |"]
         ood = config.get("ood", {})
+        if ood.get("energy_threshold") is not None or ood.get("feature_threshold") is not None:
+            lines += ["", "### Out-of-distribution warning", ""]
         if ood.get("energy_threshold") is not None:
-            lines += ["", "### Out-of-distribution warning", "",
-                      f"Energy score -logsumexp(logits) above {ood['energy_threshold']} (the validation split's "
+            lines += [f"Energy score -logsumexp(logits) above {ood['energy_threshold']} (the validation split's "
                       f"{ood.get('energy_quantile', 0.95):.0%} quantile), or a near-uniform, colourless or noise-like "
-                      "image, raises a warning shown above the probabilities. False-alarm rate of the energy score "
-                      "alone on the test split: "
-                      f"{_fmt(metrics.get('ood_false_alarm_rate_test'))}."]
+                      "image, raises a warning shown above the probabilities."]
         if ood.get("feature_threshold") is not None:
             lines += ["", f"A second score, on the network's pooled features: the {ood.get('feature_score')}. "
                       f"Above {ood['feature_threshold']} (the validation split's "
                       f"{ood.get('feature_quantile', 0.97):.0%} quantile) the image is flagged too."]
-        conformal, conformal_test = config.get("conformal"), metrics.get("conformal_test")
+        if test.get("ood_warning_rate") is not None:
+            alone = [f"{name} alone {_fmt(test[key])}" for key, name in
+                     (("ood_warning_rate_energy", "energy score"), ("ood_warning_rate_features", "feature score"))
+                     if test.get(key) is not None]
+            lines += ["", "Share of the test-split images (all in distribution: false alarms) on which the scores "
+                      f"raise the warning: {_fmt(test['ood_warning_rate'])}"
+                      + (f" ({'; '.join(alone)})" if alone else "") + "; the image checks come on top."]
+        conformal, conformal_test = config.get("conformal"), test.get("conformal")
         if conformal and conformal_test:
             lines += ["", "### Conformal prediction sets", "",
                       f"Every prediction comes with a set of classes that holds the true diagnosis with "

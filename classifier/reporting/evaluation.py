@@ -9,31 +9,30 @@ from tqdm import tqdm
 
 from classifier.explain import energy, softmax
 from classifier.reporting.metrics import negative_log_likelihood
-from classifier.tta import views_of
 
 
 def predict_logits(classifier, paths: list[Path], tta: bool = False, batch_size: int = 32,
                    show_progress: bool = True, with_features: bool = False):
-    """Per-view logits (N, V, K) for image files: V is 1, or the configured TTA views with ``tta``.
-    With ``with_features``, also the pooled features of the first view, (N, D): a tuple is returned."""
+    """Per-view logits (N, V, K) for image files, through the classifier's one batch path: V is 1, or the
+    configured TTA views with ``tta``. With ``with_features``, also the pooled features of the first view,
+    (N, D): a tuple is returned. A file that cannot be read raises its error (a measurement needs them all)."""
     views = classifier.config.tta_views if tta else ("identity",)
     out, features = [], []
     bar = tqdm(total=len(paths), unit="img", disable=True if not show_progress or len(paths) < 20 else None)
-    per_batch = max(batch_size // len(views), 1)
-    for start in range(0, len(paths), per_batch):
-        prepared = [classifier.prepare(p) for p in paths[start:start + per_batch]]
-        batch = np.concatenate([views_of(p, views) for p in prepared])
-        logits, _, pooled = classifier.forward(batch)
-        out.append(logits.reshape(len(prepared), len(views), -1))
-        if with_features:
-            if pooled is None:
-                raise ValueError("this model has no pooled-features output; export it again")
-            features.append(pooled.reshape(len(prepared), len(views), -1)[:, 0])
-        bar.update(len(prepared))
+    for item in classifier.run_each(paths, views=views, batch_size=batch_size):
+        if isinstance(item, Exception):
+            raise item
+        _, logits, _, pooled = item
+        if with_features and pooled is None:
+            raise ValueError("this model has no pooled-features output; export it again")
+        out.append(logits)
+        features.append(pooled)
+        bar.update()
     bar.close()
+    view_logits = np.stack(out) if out else np.zeros((0, len(views), len(classifier.labels)), np.float32)
     if with_features:
-        return np.concatenate(out), np.concatenate(features)
-    return np.concatenate(out)
+        return view_logits, np.stack(features) if features else np.zeros((0, 0), np.float32)
+    return view_logits
 
 
 def mean_probabilities(view_logits: np.ndarray, temperature: float, class_bias=None) -> np.ndarray:

@@ -277,6 +277,12 @@ def write_report(out_dir: Path, probs: np.ndarray, y_true: np.ndarray, image_ids
                 ("melanoma recall", metrics.get("melanoma_recall")),
                 ("malignant vs benign AUC", malignant_auc if malignant.any() else None),
                 ("NLL", metrics.get("nll")), ("ECE (15 bins)", metrics.get("ece"))]
+    if metrics.get("ood_warning_rate") is not None:
+        headline.append(("out-of-distribution warning rate (model scores)", metrics["ood_warning_rate"]))
+    conformal = metrics.get("conformal")
+    if conformal:
+        headline += [(f"conformal set coverage (nominal {conformal.get('nominal_coverage')})", conformal["coverage"]),
+                     ("conformal mean set size", conformal["mean_set_size"])]
     lines += _table(["metric", "value"], [[name, _fmt(value)] for name, value in headline])
     if extra_md:
         lines += ["", extra_md.strip()]
@@ -329,9 +335,9 @@ def write_report(out_dir: Path, probs: np.ndarray, y_true: np.ndarray, image_ids
     path = out_dir / "report.md"
     path.write_text("\n".join(lines) + "\n")
 
-    doc = dict(metrics, malignant_vs_benign_auc=round(malignant_auc, 4), malignant_codes=[
-        c for c, m in zip(codes, malignant, strict=True) if m], confident_errors=errors,
-        near_identical_pairs=[{"a": image_ids[a], "b": image_ids[b], "bits": d} for a, b, d in pairs])
+    doc = {"malignant_auc": round(malignant_auc, 4), **metrics,  # measure() names it the same way
+           "malignant_codes": [c for c, m in zip(codes, malignant, strict=True) if m], "confident_errors": errors,
+           "near_identical_pairs": [{"a": image_ids[a], "b": image_ids[b], "bits": d} for a, b, d in pairs]}
     if calibration:
         doc["calibration"] = calibration
     (out_dir / "metrics.json").write_text(json.dumps(_json_safe(doc), indent=2) + "\n")

@@ -94,9 +94,9 @@ def fit_uncertainty(out: Path, raw: dict, val_probs: np.ndarray, y_val: np.ndarr
 def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Path]) -> dict:
     """Fit the prior correction, the temperature, the conformal sets and the out-of-distribution thresholds on
     validation (the feature statistics on training images), then measure the test split (plain and with TTA,
-    before and after); store all of it in config.json and the card."""
+    before and after); store all of it in config.json and the card. ``metrics.test`` is what
+    ``python -m classifier evaluate --split test`` prints (``measure()``)."""
     from classifier.api import Classifier
-    from classifier.explain import energy
     from classifier.reporting.card import write_model_card
     from classifier.reporting.evaluation import (
         energy_threshold,
@@ -105,8 +105,8 @@ def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Pat
         mean_probabilities,
         predict_logits,
     )
-    from classifier.reporting.metrics import classification_metrics, roc_auc
-    from classifier.uncertainty import set_metrics
+    from classifier.reporting.measure import measure, predict_for_measure
+    from classifier.reporting.metrics import classification_metrics
 
     config = read_config(out)
     split = load_split(config.file("split"))
@@ -136,32 +136,27 @@ def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Pat
     classifier = Classifier(out)  # with the fitted uncertainty
 
     started = time.time()
-    test_views = predict_logits(classifier, [paths[i] for i in ids["test"]], tta=True)
+    test_views, test_features = predict_for_measure(classifier, [paths[i] for i in ids["test"]], tta=True)
     seconds = time.time() - started
     plain, tta = test_views[:, :1], test_views
     plain_temperature = fit_temperature(val_logits, y["val"])
-    results = {}
-    for name, view_logits, t, b in (("uncalibrated", plain, 1.0, None),
-                                    ("temperature_only", plain, plain_temperature, None),
-                                    ("calibrated", plain, temperature, bias),
-                                    ("calibrated_tta", tta, temperature, bias)):
-        results[name] = classification_metrics(mean_probabilities(view_logits, t, b), y["test"], CODES)
-    malignant = np.array([c.malignant for c in CLASSES])
-    probs = mean_probabilities(plain, temperature, bias)
-    test_metrics = results["calibrated"]
+
+    def measured(view_logits):  # what `evaluate` prints for these views (TTA or not)
+        return measure(classifier.config, view_logits, y["test"], test_features, classifier.feature_statistics)
+
+    test_metrics, tta_metrics = measured(plain), measured(tta)
+    uncalibrated, temperature_only = (classification_metrics(mean_probabilities(plain, t), y["test"], CODES)
+                                      for t in (1.0, plain_temperature))
     headline = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc", "melanoma_recall", "nll", "ece")
     raw["metrics"] = {
         "split": "test",
         "n": test_metrics["n"],
         "test": test_metrics,
-        "test_tta": {k: results["calibrated_tta"][k] for k in headline},
-        "test_without_prior_correction": {k: results["temperature_only"][k] for k in headline},
+        "test_tta": {k: tta_metrics[k] for k in headline},
+        "test_without_prior_correction": {k: temperature_only[k] for k in headline},
         "calibration": {"temperature": temperature, "prior_correction_tau": tau,
-                        "before": {k: results["uncalibrated"][k] for k in ("nll", "ece")},
+                        "before": {k: uncalibrated[k] for k in ("nll", "ece")},
                         "after": {k: test_metrics[k] for k in ("nll", "ece")}},
-        "malignant_auc": round(roc_auc(malignant[y["test"]], probs[:, malignant].sum(axis=1)), 4),
-        "ood_false_alarm_rate_test": round(float((energy(plain[:, 0]) > raw["ood"]["energy_threshold"]).mean()), 4),
-        "conformal_test": set_metrics(probs, y["test"], raw["conformal"]["threshold"]),
         "tta_seconds_per_image_eval": round(seconds / max(len(ids["test"]), 1), 4),
         "measured_with": "python -m classifier evaluate --model model --data DATA --split test",
     }

@@ -1,0 +1,70 @@
+"""The test figures of a model, measured one way: ``measure()`` is what ``python -m classifier evaluate`` prints
+and what the export stores as config.json ``metrics.test`` (and the model card shows), under the same names.
+
+Names (all computed on the served probabilities: the mean over the views of softmax((logits + class bias) / T)):
+
+- ``n``, ``accuracy``, ``balanced_accuracy``, ``macro_f1``, ``macro_auc``, ``nll``, ``ece``, ``per_class``,
+  ``confusion_matrix``, ``melanoma_recall``: :func:`classification_metrics`;
+- ``malignant_auc``: ROC AUC of P(malignant) (the sum over the malignant classes) for malignant vs benign;
+- ``ood_warning_rate``: share of the images for which the served out-of-distribution rule on the model's scores
+  (:func:`classifier.api.ood_flags`: energy above its threshold or feature distance above its threshold) raises
+  the warning; ``ood_warning_rate_energy`` and ``ood_warning_rate_features``: each score alone. Only for a model
+  with such thresholds. The image checks (uniform, colourless, noise-like pictures) are not part of it;
+- ``conformal``: ``nominal_coverage`` and the measured ``coverage``, ``mean_set_size``, ``singleton_rate`` and
+  ``n`` of the conformal prediction sets, for a model with them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from classifier.api import ood_flags
+from classifier.reporting.evaluation import mean_probabilities, predict_logits
+from classifier.reporting.metrics import classification_metrics, roc_auc
+
+
+def measure(config, view_logits: np.ndarray, labels, features: np.ndarray | None = None,
+            feature_statistics: dict[str, np.ndarray] | None = None) -> dict:
+    """The figures named in the module docstring, for labelled images.
+
+    ``config`` is the model's :class:`~classifier.model_folder.ModelConfig`; ``view_logits`` (N, V, K) the
+    per-view logits (the first view is the identity view the out-of-distribution rule reads); ``features`` (N, D)
+    the first view's pooled features and ``feature_statistics`` the model's feature statistics, both needed when
+    the model has a feature threshold (without them the measured rate would not be the served one).
+    """
+    view_logits = np.asarray(view_logits)
+    y = np.asarray(labels)
+    probs = mean_probabilities(view_logits, config.temperature, config.class_bias)
+    metrics = classification_metrics(probs, y, config.codes)
+    malignant = np.array([label.malignant for label in config.labels])
+    if malignant.any():
+        metrics["malignant_auc"] = round(roc_auc(malignant[y], probs[:, malignant].sum(axis=1)), 4)
+    has_energy, has_features = config.ood_threshold is not None, config.feature_ood_threshold is not None
+    if has_features and (features is None or feature_statistics is None):
+        raise ValueError("the model flags images by their feature distance too: measure() needs the pooled "
+                         "features and the feature statistics to measure its out-of-distribution warning")
+    if has_energy or has_features:
+        flags = ood_flags(config, view_logits[:, 0], features, feature_statistics)
+        metrics["ood_warning_rate"] = _rate(flags["warned"])
+        if has_energy:
+            metrics["ood_warning_rate_energy"] = _rate(flags["by_energy"])
+        if has_features:
+            metrics["ood_warning_rate_features"] = _rate(flags["by_features"])
+    if config.conformal_threshold is not None:
+        from classifier.uncertainty import set_metrics
+
+        metrics["conformal"] = {"nominal_coverage": config.conformal_coverage,
+                                **set_metrics(probs, y, config.conformal_threshold)}
+    return metrics
+
+
+def predict_for_measure(classifier, paths, tta: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """(per-view logits (N, V, K), first-view pooled features (N, D) or None when the model has no feature score)
+    of image files: what :func:`measure` needs, in one pass."""
+    if classifier.feature_statistics is None:
+        return predict_logits(classifier, paths, tta=tta), None
+    return predict_logits(classifier, paths, tta=tta, with_features=True)
+
+
+def _rate(flags: np.ndarray) -> float:
+    return round(float(np.mean(flags)), 4) if len(flags) else 0.0
