@@ -189,7 +189,9 @@ AUGMENTATIONS = {
 def training_recipe(training: dict) -> str:
     """The training settings recorded in config.json, in words."""
     optimizer = "AdamW" if training.get("optimizer") == "adamw" else "Adam"
-    if training.get("schedule") == "cosine":
+    if training.get("schedule") == "constant":
+        text = f"{optimizer} at a constant lr {training.get('learning_rate')} for {training.get('epochs')} epochs"
+    elif training.get("schedule") == "cosine":
         text = (f"{optimizer}, one warm-up epoch to lr {training.get('learning_rate')}, then cosine decay to 0 over "
                 f"{training.get('epochs')} epochs")
     else:
@@ -200,6 +202,8 @@ def training_recipe(training: dict) -> str:
     weights = training.get("weights") or (f"the epoch with the best validation (accuracy + balanced accuracy) / 2 "
                                           f"({training.get('best_epoch')})")
     text += f"; kept: {weights}, of {training.get('epochs_run')} epochs run"
+    if training.get("init_from"):
+        text += f"; started from the mean of the weights {', '.join(training['init_from'])} (an earlier run's epochs)"
     if training.get("small_size"):
         text += (f"; progressive resizing: the first {training.get('small_epochs')} epochs at "
                  f"{training.get('small_size')} px, then {training.get('size')} px")
@@ -218,6 +222,8 @@ def train_command(training: dict) -> str:
              f"--schedule {training.get('schedule', 'plateau')}"]
     if training.get("small_size"):
         parts.append(f"--small-size {training['small_size']} --small-epochs {training.get('small_epochs')}")
+    if training.get("init_from"):
+        parts.append("--init-from " + " ".join(training["init_from"]))
     for key, flag, default in (("augment", "--augment", "reference"), ("optimizer", "--optimizer", "adam"),
                                ("label_smoothing", "--label-smoothing", 0.0),
                                ("class_weight_power", "--class-weight-power", 0.5)):
