@@ -61,6 +61,32 @@ def test_train_one_epoch_then_resume_and_write_a_servable_model_folder(tmp_path)
     assert 0 <= metrics["test"]["ood_warning_rate_energy"] <= metrics["test"]["ood_warning_rate"] <= 1
     assert "ood_false_alarm_rate_test" not in metrics and "conformal_test" not in metrics
 
+    # a weight-averaging continuation: starts from the mean of the run's epochs, at a constant rate
+    continued = tmp_path / "continued"
+    starts = [work / "epoch1.weights.h5", work / "epoch2.weights.h5"]
+    train(tmp_path / "data", tmp_path / "model2", epochs=1, work_dir=continued, size=64, batch_size=8,
+          imagenet=False, schedule="constant", learning_rate=1e-4, init_from=starts)
+    assert json.loads((continued / "state.json").read_text())["settings"]["init_from"] == [str(f) for f in starts]
+    assert "starting from the mean of" in (continued / "train.log").read_text()
+    assert [round(h["lr"], 8) for h in map(json.loads, (continued / "history.jsonl").open())] == [1e-4]
+    assert "--init-from" in (tmp_path / "model2" / "README.md").read_text()
+
+
+def test_average_weights_is_the_element_wise_mean(tmp_path):
+    import keras
+
+    from classifier.training.fit import average_weights
+    from classifier.training.network import build_classifier
+
+    model = build_classifier("lite1", 32, 7, imagenet=False)
+    first = model.get_weights()
+    model.save_weights(tmp_path / "a.weights.h5")
+    model.set_weights([w + 1.0 for w in first])
+    model.save_weights(tmp_path / "b.weights.h5")
+    mean = average_weights(model, [tmp_path / "a.weights.h5", tmp_path / "b.weights.h5"])
+    assert all(np.allclose(m, w + 0.5) for m, w in zip(mean, first, strict=True))
+    keras.backend.clear_session()
+
 
 def test_a_finished_run_is_not_overwritten_by_accident(tmp_path, capsys):
     import pytest
