@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 HAM_DIR = Path(os.environ.get("HAM10000_DIR", ROOT.parent / "shared" / "data" / "ham10000"))
 DEFAULT_IMAGES = HAM_DIR / "images_600x450"
 TARGETS = {"p50_ms": 20.0, "speedup": 4.0, "cold_start_s": 5.0, "images_per_s": 60.0}

@@ -19,9 +19,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-import numpy as np
+from classifier.reporting.benchmark import latency, percentiles
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 ENDPOINTS = ("/classify", "/classify_json")
 TARGET_P50_MS = 80.0
 # Gradio's floor: the JSON endpoint's signature and upload, and a handler that does nothing.
@@ -41,9 +41,7 @@ demo.launch(server_name="127.0.0.1", server_port=int(sys.argv[1]), prevent_threa
 
 
 def percentiles_ms(seconds: list[float]) -> dict:
-    ms = np.asarray(seconds) * 1000
-    return {"p50_ms": round(float(np.percentile(ms, 50)), 1), "p95_ms": round(float(np.percentile(ms, 95)), 1),
-            "runs": len(seconds)}
+    return {**percentiles(seconds), "runs": len(seconds)}
 
 
 def free_port() -> int:
@@ -119,14 +117,7 @@ def time_client(url: str, endpoint: str, paths: list[Path], runs: int, warmup: i
 
 
 def time_in_process(function, paths: list[Path], runs: int) -> dict:
-    for path in paths[:3]:
-        function(path)
-    times = []
-    for i in range(runs):
-        started = time.perf_counter()
-        function(paths[i % len(paths)])
-        times.append(time.perf_counter() - started)
-    return percentiles_ms(times)
+    return {**latency(function, paths, runs), "runs": runs}
 
 
 def run_e2e(folder: Path, paths: list[Path], runs: int = 100, concurrency: int = 2, log=print) -> dict:
