@@ -102,3 +102,23 @@ def test_json_names_the_models_own_malignant_classes_and_has_a_prediction_set_fi
     result = Classifier(tiny_model_dir).classify(lesion_like(100)).to_dict()
     assert "(akiec, bcc, mel)" in result["malignant_note"]
     assert result["prediction_set"] == {"classes": None, "coverage": None, "statement": None}  # none fitted
+
+
+def test_the_batch_path_keeps_order_views_and_per_item_errors(bundled_model_dir):
+    """run_each (under classify_each, evaluation and export) gives each image's views as a single forward pass
+    would, in input order, with a broken image's error in its place and across batch boundaries."""
+    from classifier.tta import views_of
+
+    model = Classifier(bundled_model_dir)
+    images = [lesion_like(180, seed=s) for s in range(5)]
+    inputs = images[:2] + [b"not an image"] + images[2:]
+    views = model.config.tta_views
+    items = list(model.run_each(inputs, views=views, batch_size=2 * len(views)))  # 2 images per forward
+    assert len(items) == 6 and isinstance(items[2], ImageError)
+    for image, item in zip(images, items[:2] + items[3:], strict=True):
+        prepared, logits, cam, features = item
+        expected_logits, expected_cam, expected_features = model.forward(views_of(model.prepare(image), views))
+        assert logits.shape == (len(views), len(model.labels))
+        np.testing.assert_allclose(logits, expected_logits, atol=1e-4)
+        np.testing.assert_allclose(cam, expected_cam[0], atol=1e-4)
+        np.testing.assert_allclose(features, expected_features[0], atol=1e-4)
