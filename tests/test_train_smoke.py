@@ -151,3 +151,13 @@ def test_gentle_augmentation_keeps_shape_and_pixel_range():
     assert out.shape == images.shape
     assert out.min() >= -1 and out.max() <= 256 + 60  # colour jitter may overshoot before the caller clips
     assert not np.allclose(out, images.numpy())
+
+
+def test_a_missing_init_from_file_is_refused_before_any_work(tmp_path, capsys):
+    from classifier.cli import main
+
+    assert main(["train", "--data", str(tmp_path / "data"), "--work", str(tmp_path / "run"),
+                 "--init-from", str(tmp_path / "nope.weights.h5")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --init-from: no weights file") and "Traceback" not in err
+    assert not (tmp_path / "run").exists()

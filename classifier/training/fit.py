@@ -142,6 +142,9 @@ def train(
 
     from classifier.training.network import build_classifier
 
+    missing = [str(f) for f in init_from or [] if not Path(f).is_file()]
+    if missing and not resume:  # checked before minutes of image loading
+        raise DataError(f"--init-from: no weights file {', '.join(missing)}")
     work = Path(work_dir)
     state_path = work / "state.json"
     if state_path.exists() and not resume:
