@@ -141,7 +141,7 @@ def build_demo(classifier, max_file_size: str | int = "10mb"):
                         with gr.Accordion("Options", open=False):
                             top_k = gr.Slider(1, classes, value=min(3, classes), step=1, label="Top-k classes")
                             tta = gr.Checkbox(False, label="Test-time augmentation",
-                                              info="average over flips and rotations (slower)")
+                                              info=logic.tta_info(classifier))
                             heatmap_class = gr.Dropdown(logic.heatmap_choices(classifier), value=logic.PREDICTED,
                                                         label="Heatmap for class")
                     with gr.Column(elem_id="result-column"):

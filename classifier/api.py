@@ -88,7 +88,7 @@ class Prediction:
     ood_score: float
     ood_threshold: float | None
     warning_reasons: list[str]
-    tta_views: int
+    tta_views: int  # how many views were averaged: the served ones (config serving.views), or the TTA ones
     image: np.ndarray = field(repr=False)  # the model's view (size x size RGB)
     heatmap: np.ndarray | None = field(default=None, repr=False)
     heatmap_class: str | None = None
@@ -192,12 +192,17 @@ class Classifier:
 
     def classify(self, image, top_k: int = 3, tta: bool = False, heatmap: bool = False,
                  heatmap_class: str | None = None) -> Prediction:
-        """Classify one image (path, bytes, PIL image or array); raises ImageError for bad input."""
+        """Classify one image (path, bytes, PIL image or array); raises ImageError for bad input. The model's
+        served views are averaged (``serving.views``), or with ``tta`` its test-time augmentation views."""
         prepared = self.prepare(image)
-        views = self.config.tta_views if tta else ("identity",)
+        views = self.views(tta)
         logits, cam, features = self.forward(views_of(prepared, views))
         return self._prediction(prepared, logits, cam[0], None if features is None else features[0], top_k, heatmap,
                                 heatmap_class)
+
+    def views(self, tta: bool = False) -> tuple[str, ...]:
+        """The views a prediction averages: the served ones, or with ``tta`` the test-time augmentation ones."""
+        return self.config.tta_views if tta else self.config.served_views
 
     def classify_batch(self, images: list, top_k: int = 3, batch_size: int = 32) -> list[Prediction]:
         """Classify many images in batches (no TTA, no heatmaps); the first bad image raises its ImageError."""
@@ -214,12 +219,14 @@ class Classifier:
         return [item if isinstance(item, Exception) else self._prediction(*item, top_k, False, None)
                 for item in self.run_each(images, batch_size=batch_size)]
 
-    def run_each(self, images, views: tuple[str, ...] = ("identity",), batch_size: int = 32):
+    def run_each(self, images, views: tuple[str, ...] | None = None, batch_size: int = 32):
         """The one batch path, under ``classify_each``, evaluation and export: decode in parallel, prepare
-        once, run the runtime on the views of the good images in batches of about ``batch_size``. Yields per
+        once, run the runtime on the views (default: the served ones) of the good images in batches of about
+        ``batch_size``. Yields per
         image, in order, its exception or (prepared, logits (V, K), first view's activation maps (h, w, K),
         first view's pooled features (D,) or None)."""
         images = list(images)
+        views = views or self.config.served_views
         per_batch = max(batch_size // len(views), 1)
 
         def prepare_or_error(image):

@@ -368,6 +368,13 @@ def model_markdown(classifier: Classifier, environ=os.environ) -> str:
     return text
 
 
+def tta_info(classifier: Classifier) -> str:
+    """What the test-time augmentation box changes, in the model's own view counts."""
+    served, tta = len(classifier.config.served_views), len(classifier.config.tta_views)
+    return (f"average over {tta} flips and rotations instead of {served} (slower)" if served > 1
+            else f"average over {tta} flips and rotations (slower)")
+
+
 def technical_markdown(classifier: Classifier) -> str:
     """Runtime, input size, test-time-augmentation views, calibration, thresholds and where the model is from."""
     config, source = classifier.config, classifier.source
@@ -377,8 +384,11 @@ def technical_markdown(classifier: Classifier) -> str:
     rows = [
         ("Source", where),
         ("Network", f"{arch.get('backbone', '?')} + {arch.get('head', '?')}"),
-        ("Runtime", f"{classifier.runtime.name} (TensorFlow is never imported to serve)"),
+        ("Runtime", f"{classifier.runtime.name}"
+                    + (", int8" if "quantization" in config.raw.get("serving", {}) else "")
+                    + " (TensorFlow is never imported to serve)"),
         ("Input", f"{config.input_size}x{config.input_size} RGB: the largest centred square of the image"),
+        ("Views per prediction", f"{len(config.served_views)}: {', '.join(config.served_views)}"),
         ("Test-time augmentation", f"{len(config.tta_views)} views: {', '.join(config.tta_views)}"),
         ("Calibration", f"temperature {config.temperature:g} and a per-class prior correction"),
         ("Out-of-distribution threshold", "none" if config.ood_threshold is None else

@@ -43,12 +43,13 @@ class ModelConfig:
     temperature: float
     class_bias: tuple[float, ...]
     ood_threshold: float | None
-    tta_views: tuple[str, ...]
+    tta_views: tuple[str, ...]  # the views averaged when test-time augmentation is asked for
     conformal_threshold: float | None = None  # a class is in the prediction set when 1 - p <= this
     conformal_coverage: float | None = None  # their nominal coverage, e.g. 0.9
     feature_ood_threshold: float | None = None  # Mahalanobis distance above which an image is flagged
     energy_quantile: float | None = None  # share of validation images below ood_threshold, e.g. 0.99
     feature_quantile: float | None = None  # share of validation images below feature_ood_threshold
+    served_views: tuple[str, ...] = ("identity",)  # the views every prediction averages (serving.views)
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -136,11 +137,19 @@ def read_config(folder: str | Path, verify_files: bool = True) -> ModelConfig:
         quantiles[key] = raw.get("ood", {}).get(key)
         _require(quantiles[key] is None or (isinstance(quantiles[key], (int, float)) and 0 < quantiles[key] < 1),
                  folder, f"ood.{key} must be a number in (0, 1), not {quantiles[key]!r}")
-    views = tuple(raw.get("tta", {}).get("views", ("identity",)))
     from classifier.tta import VIEWS
 
-    unknown = [v for v in views if v not in VIEWS]
-    _require(not unknown and views, folder, f"unknown tta.views {unknown}; known: {', '.join(VIEWS)}")
+    view_lists = {}
+    for key, block in (("tta.views", "tta"), ("serving.views", "serving")):
+        views = raw.get(block, {}).get("views", ["identity"])
+        _require(isinstance(views, list) and views and all(isinstance(v, str) for v in views), folder,
+                 f"{key} must be a non-empty list of view names, not {views!r}")
+        unknown = [v for v in views if v not in VIEWS]
+        _require(not unknown and len(set(views)) == len(views), folder,
+                 f"{key}: unknown or repeated views {unknown or list(views)}; known: {', '.join(VIEWS)}")
+        _require(views[0] == "identity", folder, f"{key} must start with 'identity' (the view explained and "
+                 "checked for being out of distribution)")
+        view_lists[key] = tuple(views)
 
     files = raw.get("files")
     _require(isinstance(files, dict) and ("keras" in files or "tflite" in files), folder,
@@ -158,10 +167,11 @@ def read_config(folder: str | Path, verify_files: bool = True) -> ModelConfig:
             _require(sha256_of(file_path) == entry["sha256"], folder,
                      f"{name} is corrupted (SHA-256 does not match {CONFIG_NAME}); download it again")
     return ModelConfig(folder, raw, size, tuple(labels), float(temperature), tuple(float(b) for b in class_bias),
-                       None if threshold is None else float(threshold), views,
+                       None if threshold is None else float(threshold), view_lists["tta.views"],
                        None if q is None else float(q), None if coverage is None else float(coverage),
                        None if feature_threshold is None else float(feature_threshold),
-                       **{key: None if value is None else float(value) for key, value in quantiles.items()})
+                       **{key: None if value is None else float(value) for key, value in quantiles.items()},
+                       served_views=view_lists["serving.views"])
 
 
 def write_config(folder: Path, config: dict) -> None:

@@ -46,9 +46,28 @@ def test_top_k_and_heatmap_class_are_validated(classifier):
 def test_heatmap_and_tta(classifier):
     prediction = classifier.classify(lesion_like(64), heatmap=True, heatmap_class="mel", tta=True)
     assert prediction.heatmap.shape == (64, 64) and 0 <= prediction.heatmap.min() <= prediction.heatmap.max() <= 1
-    assert prediction.heatmap_class == "mel" and prediction.tta_views == 4
+    assert prediction.heatmap_class == "mel" and prediction.tta_views == len(classifier.config.tta_views) == 8
     assert prediction.heatmap_image().size == (64, 64)
     assert "heatmap" in prediction.to_dict(include_heatmap=True)
+
+
+def test_every_path_averages_the_served_views(classifier):
+    """A plain prediction is the mean over the model's served views, on the single and the batch path alike."""
+    from classifier.tta import views_of
+
+    image = lesion_like(80, seed=3)
+    views = classifier.config.served_views
+    assert views == classifier.views() and len(views) == 4 and views[0] == "identity"
+    single = classifier.classify(image)
+    assert single.tta_views == len(views)
+    logits, _, _ = classifier.forward(views_of(classifier.prepare(image), views))
+    expected = classifier.probabilities(logits).mean(axis=0)
+    assert single.probabilities[0].probability == pytest.approx(float(expected.max()), abs=1e-5)
+    [batched] = classifier.classify_each([image])
+    assert batched.tta_views == len(views)
+    assert [p.code for p in batched.probabilities] == [p.code for p in single.probabilities]
+    [(_, run_logits, _, _)] = list(classifier.run_each([image]))
+    assert run_logits.shape == (len(views), len(classifier.labels))
 
 
 def test_batch_matches_single(classifier):
@@ -75,8 +94,10 @@ def test_temperature_from_config_is_applied(tiny_model_dir, tmp_path):
     (folder / "config.json").write_text(json.dumps(config))
     image = lesion_like(64, seed=5)
     plain, calibrated = Classifier(tiny_model_dir), Classifier(folder)
-    logits, _ = plain.logits(plain.prepare(image)[None])
-    expected = np.exp((logits + bias) / 4.0) / np.exp((logits + bias) / 4.0).sum()
+    from classifier.tta import views_of
+
+    logits, _ = plain.logits(views_of(plain.prepare(image), plain.views()))  # the served views, averaged
+    expected = (np.exp((logits + bias) / 4.0) / np.exp((logits + bias) / 4.0).sum(axis=1, keepdims=True)).mean(0)
     assert calibrated.classify(image).probabilities[0].probability == pytest.approx(expected.max(), abs=1e-5)
     assert calibrated.classify(image).probabilities[0].probability < plain.classify(image).probabilities[0].probability
 

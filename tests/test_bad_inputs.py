@@ -245,7 +245,7 @@ def test_cli_exits_0_for_good_files_and_2_for_usage_and_model_errors(corpus, tin
                        "--heatmap-dir", tmp_path / "heat")
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in done.stdout.splitlines()]
-    assert [r["tta_views"] for r in records] == [4, 4]
+    assert [r["tta_views"] for r in records] == [8, 8]
     assert all(Path(r["heatmap_path"]).is_file() and r["heatmap"]["grid"] for r in records)
     assert Image.open(records[0]["heatmap_path"]).size == (64, 64)
     for argv in ([folder, "--model", tmp_path / "no_model"],

@@ -99,3 +99,22 @@ def test_prior_correction_is_chosen_on_validation_and_helps_rare_classes():
     assert recall_rare(logits - tau * log_prior) > recall_rare(logits) + 0.05
     balanced = np.array([[0.0, 0.0]] * 50 + [[0.0, 3.0]] * 50)
     assert fit_prior_correction(balanced, np.repeat([0, 1], 50), np.array([50, 50])) == 0.0
+
+
+def test_fits_on_several_views_judge_the_mean_of_their_probabilities():
+    """With per-view logits (N, V, K), the prior correction and the temperature are fitted on what is served:
+    the mean of the views' probabilities. One view is the plain (N, K) case; noisy views averaged are better."""
+    from classifier.reporting.evaluation import fit_prior_correction
+
+    rng = np.random.default_rng(3)
+    counts = np.array([900, 100])
+    labels = np.repeat([0, 1], counts)
+    clean = np.stack([np.log(0.9) + np.zeros(1000), np.log(0.1) + 1.5 * labels], axis=1)
+    views = clean[:, None] + rng.normal(0, 1.5, (1000, 4, 2))
+    assert fit_prior_correction(views[:, :1], labels, counts) == fit_prior_correction(views[:, 0], labels, counts)
+    assert fit_temperature(views[:, :1], labels) == fit_temperature(views[:, 0], labels)
+    bias = np.array([0.0, 1.0])
+    assert fit_temperature(views[:, :1], labels, bias) == fit_temperature(views[:, 0] + bias, labels)
+    # averaging four noisy views cancels noise that a single view's temperature has to absorb
+    assert fit_temperature(views, labels) < fit_temperature(views[:, 0], labels)
+    assert fit_prior_correction(views, labels, counts) > 0

@@ -62,7 +62,11 @@ def test_corrupted_or_truncated_weights_are_refused(folder):
     (lambda c: c["labels"].append(dict(c["labels"][0])), "unique"),
     (lambda c: c["calibration"].update(temperature=-1), "temperature"),
     (lambda c: c["calibration"].update(class_bias=[0.0, 1.0]), "class_bias must be 7 numbers"),
-    (lambda c: c["tta"].update(views=["identity", "shear"]), "unknown tta.views"),
+    (lambda c: c["tta"].update(views=["identity", "shear"]), "tta.views: unknown or repeated views"),
+    (lambda c: c.update(serving={"views": ["identity", "identity"]}), "serving.views: unknown or repeated"),
+    (lambda c: c.update(serving={"views": []}), "serving.views must be a non-empty list"),
+    (lambda c: c.update(serving={"views": "identity"}), "serving.views must be a non-empty list"),
+    (lambda c: c.update(serving={"views": ["flip_h", "identity"]}), "serving.views must start with 'identity'"),
     (lambda c: c["files"]["tflite"].update(path="../../etc/passwd"), "plain file name"),
     (lambda c: c.update(files={}), "files must name"),
 ])

@@ -11,7 +11,11 @@ import pytest
 from tests.conftest import lesion_like
 
 ROOT = Path(__file__).resolve().parents[1]
-TOLERANCE = 1e-4  # max abs difference of calibrated probabilities
+TOLERANCE = 1e-4  # max abs difference of calibrated probabilities, float32 graph
+# int8 graph: mean over images of the max abs difference, and the share with the same top class. On the
+# validation split the export measures the latter (config.json serving.quantization); these bound a 16-image
+# sample of it loosely enough not to flake.
+INT8_MEAN_TOLERANCE, INT8_SAME_TOP = 0.1, 0.75
 
 
 def generated_images() -> list[np.ndarray]:
@@ -28,8 +32,9 @@ def ham_images(ham_dir: Path, count: int = 16) -> list[Path]:
     return paths
 
 
-def max_difference(folder: Path, images: list) -> float:
-    """Max abs difference between the LiteRT and Keras probabilities for the same prepared images."""
+def runtime_differences(folder: Path, images: list) -> tuple[float, float, float]:
+    """LiteRT against Keras on the same prepared images (one view): the largest and the mean absolute difference
+    of the calibrated probabilities, and the share of images with the same top class."""
     from classifier.api import Classifier
 
     litert, keras = Classifier(folder, runtime="litert"), Classifier(folder, runtime="keras")
@@ -38,16 +43,25 @@ def max_difference(folder: Path, images: list) -> float:
     p_litert = litert.probabilities(litert.logits(batch)[0])
     p_keras = keras.probabilities(keras.logits(batch)[0])
     assert p_litert.shape == p_keras.shape == (len(images), len(litert.labels))
-    return float(np.abs(p_litert - p_keras).max())
+    difference = np.abs(p_litert - p_keras).max(axis=1)
+    return float(difference.max()), float(difference.mean()), float(np.mean(
+        p_litert.argmax(axis=1) == p_keras.argmax(axis=1)))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["tiny_model_dir", "bundled_model_dir"])
 @pytest.mark.parametrize("images", ["generated", "ham10000"])
 def test_litert_and_keras_runtimes_agree(model, images, request):
+    """A float32 graph gives the Keras model's probabilities; an int8 one (the bundled model) comes near them."""
+    from classifier.model_folder import read_config
+
     folder = request.getfixturevalue(model)
     batch = generated_images() if images == "generated" else ham_images(request.getfixturevalue("ham_dir"))
-    assert max_difference(folder, batch) <= TOLERANCE
+    largest, mean, same_top = runtime_differences(folder, batch)
+    if "quantization" not in read_config(folder).raw.get("serving", {}):
+        assert largest <= TOLERANCE
+    else:
+        assert mean <= INT8_MEAN_TOLERANCE and same_top >= INT8_SAME_TOP
 
 
 def test_serving_path_does_not_import_tensorflow(tiny_model_dir):

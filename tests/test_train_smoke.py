@@ -60,6 +60,12 @@ def test_train_one_epoch_then_resume_and_write_a_servable_model_folder(tmp_path)
     assert 0 <= metrics["test"]["conformal"]["coverage"] <= 1  # measure()'s names, as `evaluate` prints them
     assert 0 <= metrics["test"]["ood_warning_rate_energy"] <= metrics["test"]["ood_warning_rate"] <= 1
     assert "ood_false_alarm_rate_test" not in metrics and "conformal_test" not in metrics
+    # served int8: the graph is quantized (calibrated on training images) and its agreement with the float model
+    quantization = config.raw["serving"]["quantization"]
+    assert quantization["calibration_images"] == len(json.loads((out / "split.json").read_text())["train"])
+    assert 0 <= quantization["val_top1_agreement_with_float"] <= 1
+    assert config.served_views == ("identity", "flip_h", "flip_v", "rot180") and len(config.tta_views) == 8
+    assert "int8" in (out / "README.md").read_text()
 
     # a weight-averaging continuation: starts from the mean of the run's epochs, at a constant rate
     continued = tmp_path / "continued"

@@ -13,6 +13,8 @@ def add_arguments(p):
     p.add_argument("--out", type=Path, required=True, help="model folder to write")
     p.add_argument("--average-last", type=int, default=1,
                    help="with --work: average the weights of the last N epochs instead of taking the best epoch")
+    p.add_argument("--float", dest="quantize", action="store_false",
+                   help="write a float32 LiteRT graph (default: int8, calibrated on 300 training images)")
 
 
 def run(args):
@@ -25,9 +27,10 @@ def run(args):
         records = read_metadata(args.data)
         paths = resolve_images(records, args.data)
         if args.work:
-            export_from_training(args.work, args.out, records, paths, average_last=args.average_last)
+            export_from_training(args.work, args.out, records, paths, average_last=args.average_last,
+                                 quantize=args.quantize)
         else:
-            export_keras_folder(args.from_model, args.out, records, paths)
+            export_keras_folder(args.from_model, args.out, records, paths, quantize=args.quantize)
     except (FileNotFoundError, ValueError) as exc:  # ValueError: ClassifierError included
         print(f"error: {exc}", file=sys.stderr)
         return 2

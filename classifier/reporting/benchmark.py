@@ -134,7 +134,8 @@ def run_bench(folder: Path, paths: list[Path], runs: int = 100, cold_runs: int =
 
     classifier = Classifier(folder)
     results = {"model": str(folder), "input_size": classifier.size, "runtime": classifier.runtime.name,
-               "images": len(paths), "image_folder": str(paths[0].parent), "runs": runs, "cpus": os.cpu_count()}
+               "images": len(paths), "image_folder": str(paths[0].parent), "runs": runs, "cpus": os.cpu_count(),
+               "views": len(classifier.views()), "tta_views": len(classifier.views(tta=True))}
     log(f"serving ({classifier.runtime.name}): single-image latency ...")
     serving = {"single": latency(classifier.classify, paths, runs),
                "single_tta": latency(lambda p: classifier.classify(p, tta=True), paths, max(runs // 4, 10))}
@@ -209,7 +210,8 @@ def table(results: dict) -> str:
          f"serving must not: {mark('serving does not import TensorFlow')}"),
     ]
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    lines = [f"model {results['model']} ({results['input_size']} px), serving runtime {results['runtime']}, "
+    lines = [f"model {results['model']} ({results['input_size']} px), serving runtime {results['runtime']} "
+             f"({results.get('views', 1)} view(s) per prediction, {results.get('tta_views', '?')} with TTA), "
              f"{results['images']} JPEGs from {results['image_folder']}, {results['cpus']} CPUs, "
              f"{results['runs']} runs; top class agreement naive vs serving {results['top_class_agreement']:.0%}"]
     lines += ["  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows]
@@ -252,7 +254,7 @@ def write_to_model_folder(results: dict) -> None:
     raw.setdefault("metrics", {})["latency"] = {
         "measured_with": "python -m classifier bench --model model",
         "machine": f"{results['cpus']} CPU cores ({platform.machine()})",
-        "images": results["images"],
+        "images": results["images"], "views": results["views"], "tta_views": results["tta_views"],
         "p50_ms": s["single"]["p50_ms"], "p95_ms": s["single"]["p95_ms"],
         "tta_p50_ms": s["single_tta"]["p50_ms"], "tta_p95_ms": s["single_tta"]["p95_ms"],
         "images_per_s": s["images_per_s"], "cold_start_s": s["cold_start"]["seconds"],

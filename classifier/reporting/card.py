@@ -46,7 +46,7 @@ def render_model_card(config: dict) -> str:
              f"{arch['backbone']} ({arch.get('pretrained', 'ImageNet')} initialisation) with {arch['head']}, "
              f"fine-tuned on HAM10000 to tell apart seven kinds of pigmented skin lesion in dermatoscopic images. "
              f"Input: {config['input']['size']}x{config['input']['size']} RGB, the largest centred square of the "
-             "image (`classifier.preprocessing.prepare`).", "",
+             "image (`classifier.preprocessing.prepare`).", "", serving_text(config), "",
              "## Classes", "", "| code | name | malignant |", "| --- | --- | --- |"]
     lines += [f"| {lb['code']} | {lb['name']} | {'yes' if lb['malignant'] else 'no'} |" for lb in config["labels"]]
     lines += ["", "## Intended use and limitations", "",
@@ -88,7 +88,8 @@ def render_model_card(config: dict) -> str:
         cal, tta = metrics.get("calibration", {}), metrics.get("test_tta", {})
         lines += ["", "### Calibration", "",
                   f"Probabilities are softmax((logits + class bias) / T) with T = {cal.get('temperature')} fitted on "
-                  "the validation split (minimum NLL), applied everywhere (API, CLI, app).", "",
+                  "the validation split (minimum NLL), averaged over the served views, applied everywhere (API, "
+                  "CLI, app).", "",
                   "| test split | NLL | ECE |", "| --- | --- | --- |",
                   f"| before (raw softmax) | {_fmt(cal.get('before', {}).get('nll'))} | "
                   f"{_fmt(cal.get('before', {}).get('ece'))} |",
@@ -100,10 +101,10 @@ def render_model_card(config: dict) -> str:
                       f"({', '.join(config['tta']['views'])}):", "",
                       "| test split | accuracy | balanced accuracy | macro AUC | melanoma recall | NLL | ECE |",
                       "| --- | --- | --- | --- | --- | --- | --- |",
-                      "| single view | " + " | ".join(_fmt(test.get(k)) for k in
+                      f"| served ({len(served_views(config))} view(s)) | " + " | ".join(_fmt(test.get(k)) for k in
                                                       ("accuracy", "balanced_accuracy", "macro_auc",
                                                        "melanoma_recall", "nll", "ece")) + " |",
-                      "| TTA | " + " | ".join(_fmt(tta.get(k)) for k in
+                      f"| TTA ({len(config['tta']['views'])} views) | " + " | ".join(_fmt(tta.get(k)) for k in
                                               ("accuracy", "balanced_accuracy", "macro_auc", "melanoma_recall",
                                                "nll", "ece")) + " |"]
         ood = config.get("ood", {})
@@ -149,11 +150,13 @@ def render_model_card(config: dict) -> str:
     speed = metrics.get("latency")
     if speed:
         lines += ["", "## Speed", "", f"Measured by `{speed['measured_with']}` on {speed['machine']}, "
-                  f"{speed['images']} 600x450 JPEGs, end to end (decode + preprocess + inference):", "",
+                  f"{speed['images']} 600x450 JPEGs, end to end (decode + preprocess + inference"
+                  + (f" of {speed['views']} views" if speed.get("views", 1) > 1 else "") + "):", "",
                   "| | serving (LiteRT) | naive Keras `model.predict` |", "| --- | --- | --- |",
                   f"| single image p50 / p95 (ms) | {speed['p50_ms']} / {speed['p95_ms']} | "
                   f"{speed['naive_p50_ms']} / {speed['naive_p95_ms']} |",
-                  f"| single image with TTA p50 / p95 (ms) | {speed['tta_p50_ms']} / {speed['tta_p95_ms']} | |",
+                  f"| single image with TTA ({speed.get('tta_views', 'all')} views) p50 / p95 (ms) | "
+                  f"{speed['tta_p50_ms']} / {speed['tta_p95_ms']} | |",
                   f"| batch throughput (images/s) | {speed['images_per_s']} | {speed['naive_images_per_s']} |",
                   f"| cold start, new process to first prediction (s) | {speed['cold_start_s']} | "
                   f"{speed['naive_cold_start_s']} |",
@@ -176,6 +179,26 @@ def render_model_card(config: dict) -> str:
               "Weights trained on HAM10000, which is CC BY-NC-SA 4.0: the weights are shared under the same "
               "licence (non-commercial, attribution, share-alike).", "", f"> {CITATION}", ""]
     return "\n".join(lines)
+
+
+def served_views(config: dict) -> list[str]:
+    return config.get("serving", {}).get("views", ["identity"])
+
+
+def serving_text(config: dict) -> str:
+    """How a prediction is made: the graph served, its quantization and the views averaged."""
+    serving, views = config.get("serving", {}), served_views(config)
+    text = f"Served by {serving.get('runtime', 'LiteRT (model.tflite), float32')}; "
+    text += (f"every prediction is the mean of the calibrated probabilities over {len(views)} views of the image "
+             f"({', '.join(views)})." if len(views) > 1 else "every prediction is of the image as it is (one view).")
+    quantization = serving.get("quantization")
+    if quantization:
+        text += (f" Quantization: {quantization['scheme']}, activation ranges from {quantization['calibration_images']}"
+                 f" images of the {quantization['calibration_from']}")
+        agreement = quantization.get("val_top1_agreement_with_float")
+        text += (f"; on the validation split its top class is the float Keras model's (`model.keras`) for "
+                 f"{agreement:.1%} of the images (one view each)." if agreement is not None else ".")
+    return text
 
 
 AUGMENTATIONS = {

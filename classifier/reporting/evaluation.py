@@ -12,11 +12,12 @@ from classifier.reporting.metrics import negative_log_likelihood
 
 
 def predict_logits(classifier, paths: list[Path], tta: bool = False, batch_size: int = 32,
-                   show_progress: bool = True, with_features: bool = False):
-    """Per-view logits (N, V, K) for image files, through the classifier's one batch path: V is 1, or the
-    configured TTA views with ``tta``. With ``with_features``, also the pooled features of the first view,
-    (N, D): a tuple is returned. A file that cannot be read raises its error (a measurement needs them all)."""
-    views = classifier.config.tta_views if tta else ("identity",)
+                   show_progress: bool = True, with_features: bool = False, views: tuple[str, ...] | None = None):
+    """Per-view logits (N, V, K) for image files, through the classifier's one batch path: V is the number of
+    served views, or of the test-time augmentation views with ``tta``, or of ``views``. With ``with_features``,
+    also the pooled features of the first view, (N, D): a tuple is returned. A file that cannot be read raises
+    its error (a measurement needs them all)."""
+    views = views or classifier.views(tta)
     out, features = [], []
     bar = tqdm(total=len(paths), unit="img", disable=True if not show_progress or len(paths) < 20 else None)
     for item in classifier.run_each(paths, views=views, batch_size=batch_size):
@@ -43,11 +44,13 @@ def mean_probabilities(view_logits: np.ndarray, temperature: float, class_bias=N
 def fit_prior_correction(logits: np.ndarray, labels: np.ndarray, train_counts: np.ndarray) -> float:
     """Strength tau of the logit adjustment -tau * log(training class prior) (Menon et al., 2021) that maximises
     (accuracy + balanced accuracy) / 2 on validation: it trades a little accuracy on the common class for
-    recall on the rare ones. 0 leaves the model's own decisions."""
+    recall on the rare ones. 0 leaves the model's own decisions. ``logits`` (N, K), or per view (N, V, K):
+    then the decision is that of the mean probabilities, as served."""
     log_prior = np.log(np.maximum(train_counts, 1) / np.sum(train_counts))
+    view_logits = logits if logits.ndim == 3 else logits[:, None]
     best_tau, best_score = 0.0, -1.0
     for tau in np.round(np.arange(0.0, 1.01, 0.05), 2):
-        predicted = (logits - tau * log_prior).argmax(axis=1)
+        predicted = mean_probabilities(view_logits, 1.0, -tau * log_prior).argmax(axis=1)
         recalls = [np.mean(predicted[labels == k] == k) for k in np.unique(labels)]
         score = (np.mean(predicted == labels) + np.mean(recalls)) / 2
         if score > best_score + 1e-9:
@@ -55,10 +58,13 @@ def fit_prior_correction(logits: np.ndarray, labels: np.ndarray, train_counts: n
     return best_tau
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature minimising validation negative log-likelihood (golden-section search on log T)."""
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, class_bias=None) -> float:
+    """The temperature minimising validation negative log-likelihood (golden-section search on log T) of
+    softmax((logits + class_bias) / T); for per-view logits (N, V, K), of the mean of the views' probabilities."""
+    view_logits = logits if logits.ndim == 3 else logits[:, None]
+
     def nll(log_t):
-        return negative_log_likelihood(softmax(logits, float(np.exp(log_t))), labels)
+        return negative_log_likelihood(mean_probabilities(view_logits, float(np.exp(log_t)), class_bias), labels)
 
     lo, hi = np.log(0.05), np.log(20.0)
     ratio = (np.sqrt(5) - 1) / 2
