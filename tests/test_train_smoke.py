@@ -148,15 +148,36 @@ def test_progressive_gentle_adamw_run_resumes_and_exports_at_the_final_size(tmp_
 
 
 def test_gentle_augmentation_keeps_shape_and_pixel_range():
-    import tensorflow as tf
+    import keras
 
     from classifier.training.fit import gentle_augmentation
 
-    images = tf.constant(np.stack([lesion_like(64, seed=s) for s in range(4)]).astype("float32"))
-    out = gentle_augmentation()(images).numpy()
+    images = np.stack([lesion_like(64, seed=s) for s in range(4)]).astype("float32")
+    out = keras.ops.convert_to_numpy(gentle_augmentation()(keras.ops.convert_to_tensor(images)))
     assert out.shape == images.shape
     assert out.min() >= -1 and out.max() <= 256 + 60  # colour jitter may overshoot before the caller clips
-    assert not np.allclose(out, images.numpy())
+    assert not np.allclose(out, images)
+
+
+def test_training_batches_cover_every_image_once_per_epoch_resized_and_weighted():
+    from classifier.training.fit import training_batches
+
+    x = np.stack([np.full((32, 32, 3), i, np.uint8) for i in range(10)])  # image i is all pixel value i
+    y = np.arange(10) % 3
+    batches = training_batches(x, y, 3, batch_size=4, side=16, augment=lambda images: images,
+                               sample_weights=np.arange(10) / 10.0, seed=0)
+    assert len(batches) == 3
+    for _ in range(2):  # two epochs, each a new order
+        seen = []
+        for i in range(len(batches)):
+            images, onehot, weights = batches[i]
+            assert images.shape[1:] == (16, 16, 3) and images.dtype == np.float32
+            ids = [int(round(v)) for v in images[:, 0, 0, 0]]
+            assert onehot.argmax(axis=1).tolist() == [j % 3 for j in ids]
+            np.testing.assert_allclose(weights, np.array(ids) / 10.0)
+            seen += ids
+        assert sorted(seen) == list(range(10))
+        batches.on_epoch_end()
 
 
 def test_a_missing_init_from_file_is_refused_before_any_work(tmp_path, capsys):

@@ -57,11 +57,10 @@ def augmentation(seed: int = 0):
 def gentle_augmentation(seed: int = 0):
     """Geometry that keeps the lesion real: the eight symmetries of the square, mild reflect-filled
     zoom/translation, light colour jitter and, sometimes, the softness of an upsampled 150-px source.
-    Works on a batch of float pixels 0..255 of any square size."""
+    Works on a batch of float pixels 0..255 of any square size, on any Keras backend (keras.ops only)."""
     import keras
-    import tensorflow as tf
 
-    L = keras.layers
+    L, ops = keras.layers, keras.ops
     geometry = keras.Sequential([
         L.RandomFlip("horizontal_and_vertical", seed=seed),
         L.RandomZoom((-0.15, 0.1), fill_mode="reflect", seed=seed + 1),
@@ -69,19 +68,57 @@ def gentle_augmentation(seed: int = 0):
         L.RandomBrightness(0.08, value_range=(0, 255), seed=seed + 3),
         L.RandomContrast(0.1, value_range=(0, 255), seed=seed + 4),
     ], name="gentle_augmentation")
+    seeds = keras.random.SeedGenerator(seed + 5)
 
     def augment(images):
-        images = tf.image.rot90(images, tf.random.uniform((), 0, 4, dtype=tf.int32))  # per batch: square
+        # a transpose for half of the batches, with the flips above, gives all eight symmetries of the square
+        transpose = ops.cast(keras.random.uniform((), seed=seeds) < 0.5, images.dtype)
+        images = transpose * ops.transpose(images, (0, 2, 1, 3)) + (1 - transpose) * images
         images = geometry(images, training=True)
-        saturation = tf.random.uniform((tf.shape(images)[0], 1, 1, 1), 0.85, 1.15)
-        grey = tf.reduce_mean(images, axis=-1, keepdims=True)
+        batch = ops.shape(images)[0]
+        saturation = keras.random.uniform((batch, 1, 1, 1), 0.85, 1.15, seed=seeds)
+        grey = ops.mean(images, axis=-1, keepdims=True)
         images = grey + (images - grey) * saturation
-        side = tf.shape(images)[1]
-        soft = tf.image.resize(tf.image.resize(images, (150, 150), antialias=True), (side, side), "bicubic")
-        use_soft = tf.cast(tf.random.uniform((tf.shape(images)[0], 1, 1, 1)) < 0.25, images.dtype)
+        side = ops.shape(images)[1]
+        soft = ops.image.resize(ops.image.resize(images, (150, 150), antialias=True), (side, side),
+                                interpolation="bicubic")
+        use_soft = ops.cast(keras.random.uniform((batch, 1, 1, 1), seed=seeds) < 0.25, images.dtype)
         return images * (1 - use_soft) + soft * use_soft
 
     return augment
+
+
+def training_batches(x: np.ndarray, y: np.ndarray, num_classes: int, batch_size: int, side: int, augment,
+                     sample_weights: np.ndarray, seed: int = 0):
+    """Shuffled, resized, augmented training batches (images, one-hot labels, sample weights) as a
+    ``keras.utils.PyDataset``: numpy in, keras.ops inside, so the loop runs on any Keras backend (TensorFlow
+    here; JAX on a GPU machine without TensorFlow)."""
+    import keras
+
+    ops = keras.ops
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__(workers=2, use_multiprocessing=False)  # threads: the next batch while a step runs
+            self.rng = np.random.default_rng(seed)
+            self.order = self.rng.permutation(len(x))
+            self.onehot = np.eye(num_classes, dtype="float32")[y]
+
+        def __len__(self):
+            return math.ceil(len(x) / batch_size)
+
+        def __getitem__(self, index):
+            chosen = self.order[index * batch_size:(index + 1) * batch_size]
+            images = ops.convert_to_tensor(x[chosen], "float32")
+            if images.shape[1] != side:
+                images = ops.image.resize(images, (side, side), antialias=True)
+            images = ops.clip(augment(images), 0, 255)
+            return ops.convert_to_numpy(images), self.onehot[chosen], sample_weights[chosen].astype("float32")
+
+        def on_epoch_end(self):
+            self.order = self.rng.permutation(len(x))
+
+    return Batches()
 
 
 def average_weights(model, files: list[Path]) -> list[np.ndarray]:
@@ -126,7 +163,8 @@ def train(
     small_epochs: int = 0,
     init_from: list[Path] | None = None,
 ) -> Path:
-    """Train (or resume) and write the model folder to ``out_dir``; returns ``out_dir``.
+    """Train (or resume) and write the model folder to ``out_dir``; returns ``out_dir`` (or, where TensorFlow is
+    missing and the LiteRT export cannot run, only the run in ``work_dir``, which it returns).
 
     ``schedule`` 'plateau' is the reference's: Adam from ``learning_rate``, x0.3 after ``lr_patience`` epochs
     without a better validation loss, early stopping after ``stop_patience`` epochs without a better validation
@@ -138,7 +176,6 @@ def train(
     if schedule not in ("plateau", "cosine", "constant"):
         raise ValueError(f"unknown schedule {schedule!r}; choose plateau, cosine or constant")
     import keras
-    import tensorflow as tf
 
     from classifier.training.network import build_classifier
 
@@ -200,32 +237,31 @@ def train(
                    else keras.optimizers.Adam(rate))
             model.compile(optimizer=opt, metrics=["accuracy"],
                           loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing))
-        augment_batch = gentle_augmentation() if augment == "gentle" else augmentation()
-
-        def dataset(side: int):
-            def transform(x, y):
-                x = tf.cast(x, tf.float32)
-                if side != size:
-                    x = tf.image.resize(x, (side, side), antialias=True)
-                x = augment_batch(x) if augment == "gentle" else augment_batch(x, training=True)
-                return tf.clip_by_value(x, 0, 255), y
-
-            return (tf.data.Dataset.from_tensor_slices((x_train, keras.utils.to_categorical(y_train, k)))
-                    .shuffle(len(x_train), reshuffle_each_iteration=True)
-                    .batch(batch_size)
-                    .map(transform, num_parallel_calls=tf.data.AUTOTUNE)
-                    .prefetch(tf.data.AUTOTUNE))
-
+        if augment == "gentle":
+            augment_batch = gentle_augmentation()
+        else:
+            layers = augmentation()
+            augment_batch = lambda images: layers(images, training=True)  # noqa: E731
         weights = class_weights(y_train, k, power=class_weight_power)
         _log(work, "class weights " + json.dumps({CODES[i]: round(w, 3) for i, w in weights.items()}))
+        sample_weights = np.array([weights[int(label)] for label in y_train])
+        _log(work, f"Keras backend: {keras.backend.backend()}")
         checkpoint = _epoch_checkpoint_class()(work, state, x_val, y_val)
         phases = [(small_size, small_epochs), (size, epochs)] if small_size else [(size, epochs)]
         for side, phase_end in phases:
             if state["epoch"] < phase_end and not state["stopped"]:
                 _log(work, f"epochs {state['epoch'] + 1}-{phase_end} at {side}px")
-                model.fit(dataset(side), epochs=phase_end, initial_epoch=state["epoch"], class_weight=weights,
-                          verbose=0, shuffle=False, callbacks=[checkpoint])
+                batches = training_batches(x_train, y_train, k, batch_size, side, augment_batch, sample_weights,
+                                           seed=state["epoch"])
+                model.fit(batches, epochs=phase_end, initial_epoch=state["epoch"], verbose=0,
+                          callbacks=[checkpoint])
 
+    try:
+        import tensorflow  # noqa: F401  (the LiteRT export needs it; training itself runs on any Keras backend)
+    except ImportError:
+        _log(work, f"TensorFlow is not installed here: export the run where it is, with `python -m classifier "
+                   f"export --work {work} --data DATA --out MODEL_FOLDER`")
+        return work
     from classifier.training.export_model import export_from_training  # imported late: keeps TF-free modules light
 
     return export_from_training(work, Path(out_dir), records, paths)
