@@ -2,13 +2,17 @@
 
 import csv
 import json
+import os
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from classifier.labels import CODES
-from tests.conftest import lesion_like
+from tests.conftest import ROOT, lesion_like
 
 pytestmark = pytest.mark.slow  # TensorFlow
 
@@ -188,3 +192,41 @@ def test_a_missing_init_from_file_is_refused_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: --init-from: no weights file") and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+NO_TENSORFLOW = textwrap.dedent("""
+    import importlib.abc, sys
+    class NoTensorFlow(importlib.abc.MetaPathFinder):  # as on a GPU machine with JAX but no TensorFlow
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "tensorflow":
+                raise ImportError("no TensorFlow here")
+    sys.meta_path.insert(0, NoTensorFlow())
+    from pathlib import Path
+    import keras
+    from classifier.training.fit import train
+    root = Path(sys.argv[1])
+    train(root / "data", root / "model", epochs=2, work_dir=root / "run", size=48, batch_size=8, imagenet=False,
+          augment="gentle", optimizer="adamw", schedule="cosine", small_size=32, small_epochs=1)
+    print(keras.backend.backend(), "tensorflow" in sys.modules)
+""")
+
+
+def test_training_runs_on_jax_without_tensorflow_and_is_exported_where_tensorflow_is(tmp_path):
+    """The GPU path of issue 8: Keras 3 on JAX where TensorFlow is absent trains, checkpoints and stops before
+    the LiteRT export (which needs TensorFlow); `export` then turns that run into a servable model folder."""
+    pytest.importorskip("jax")
+    from classifier import cli
+    from classifier.api import Classifier
+
+    make_dataset(tmp_path / "data")
+    done = subprocess.run([sys.executable, "-c", NO_TENSORFLOW, str(tmp_path)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900, env={**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "jax False"
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "Keras backend: jax" in log and "TensorFlow is not installed here" in log
+    assert (tmp_path / "run" / "epoch2.weights.h5").is_file() and not (tmp_path / "model").exists()
+    assert cli.main(["export", "--work", str(tmp_path / "run"), "--data", str(tmp_path / "data"),
+                     "--out", str(tmp_path / "model"), "--average-last", "2"]) == 0
+    prediction = Classifier(tmp_path / "model").classify(lesion_like(100))
+    assert len(prediction.probabilities) == 7 and prediction.tta_views == 4

@@ -47,4 +47,8 @@ def run(args):
     except RuntimeError as exc:  # backbone weights unavailable; a ClassifierError is printed by cli.main
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"model folder written to {out}")
+    if Path(out) == Path(args.out):
+        print(f"model folder written to {out}")
+    else:  # no TensorFlow here (e.g. Keras on JAX on a GPU machine): the run is trained, not exported
+        print(f"training run in {out}; export it where TensorFlow is installed: python -m classifier export "
+              f"--work {out} --data DATA --out MODEL_FOLDER")
