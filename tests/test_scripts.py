@@ -20,3 +20,10 @@ def test_compare_serving_names_a_missing_model_or_one_without_a_split(tmp_path, 
                                "--data", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert done.returncode == 2, done.stderr
         assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_gpu_run_unpack_names_a_folder_that_is_not_a_device_run(tmp_path):
+    done = subprocess.run([sys.executable, "scripts/gpu_run.py", "unpack", "--files", str(tmp_path),
+                           "--work", str(tmp_path / "run")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "no state.json" in done.stderr and "Traceback" not in done.stderr
