@@ -49,10 +49,10 @@ def base_config(settings: dict, dropout: float = 0.3) -> dict:
 
 
 def write_model_files(model, out: Path, config: dict, split_path: Path | None,
-                      calibration_images: np.ndarray | None = None) -> None:
+                      quantize_with: np.ndarray | None = None) -> None:
     """Save ``model.keras`` (no optimizer), ``model.tflite`` (logits + CAM + pooled features) and config.json
-    into ``out``. With ``calibration_images`` (N, size, size, 3), the LiteRT graph is quantized to int8 (weights
-    and activations; float input and outputs), its activation ranges measured on those images."""
+    into ``out``. With ``quantize_with``, prepared images (N, size, size, 3), the LiteRT graph is quantized to
+    int8 (weights and activations; float input and outputs), its activation ranges measured on those images."""
     import keras
 
     from classifier.training.network import logits_and_cam_model
@@ -63,15 +63,15 @@ def write_model_files(model, out: Path, config: dict, split_path: Path | None,
     clean.save(out / "model.keras")
     with tempfile.TemporaryDirectory() as tmp:
         serving = logits_and_cam_model(clean)
-        if calibration_images is None:
+        if quantize_with is None:
             serving.export(str(Path(tmp) / "model.tflite"), format="litert", verbose=False)
         else:
-            (Path(tmp) / "model.tflite").write_bytes(int8_tflite(serving, calibration_images, Path(tmp)))
+            (Path(tmp) / "model.tflite").write_bytes(int8_tflite(serving, quantize_with, Path(tmp)))
             config["serving"]["runtime"] = "LiteRT (model.tflite), int8"
             config["serving"]["quantization"] = {
                 "scheme": "full-integer post-training quantization: int8 weights (per channel) and activations, "
                           "float32 input and outputs",
-                "calibration_images": len(calibration_images),
+                "calibration_images": len(quantize_with),
                 "calibration_from": "training split (seeded random choice)",
             }
         shutil.copy(Path(tmp) / "model.tflite", out / "model.tflite")
@@ -84,7 +84,7 @@ def write_model_files(model, out: Path, config: dict, split_path: Path | None,
     write_config(out, config)
 
 
-def int8_tflite(serving_model, calibration_images: np.ndarray, tmp: Path) -> bytes:
+def int8_tflite(serving_model, images: np.ndarray, tmp: Path) -> bytes:
     """The serving graph as a full-integer LiteRT model. On 2 CPU cores it runs about 3x faster than float32,
     which is what lets every prediction average four views within the latency budget."""
     import tensorflow as tf
@@ -93,7 +93,7 @@ def int8_tflite(serving_model, calibration_images: np.ndarray, tmp: Path) -> byt
     serving_model.export(str(saved), format="tf_saved_model", verbose=False)
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([image[None].astype(np.float32)] for image in calibration_images)
+    converter.representative_dataset = lambda: ([image[None].astype(np.float32)] for image in images)
     return converter.convert()
 
 
