@@ -6,6 +6,7 @@ served validation figures are printed, one markdown row each; the export's crite
 
     python -m classifier export --from-model model --data DATA --out runs/float --float   # a float32 twin
     python scripts/compare_serving.py --models runs/float model --data ../shared/data/ham10000
+    python scripts/compare_serving.py --models model OTHER_MODEL --ensemble --data ../shared/data/ham10000
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, nargs="+", required=True, help="model folders to compare")
     parser.add_argument("--data", type=Path, required=True, help="HAM10000 folder (metadata CSV and images)")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="with two models: also their probabilities averaged, 2 + 2 and 4 + 4 views")
     parser.add_argument("--split", default="val", choices=("val", "test"),
                         help="where to fit and measure (choose on val; test only for a chosen candidate)")
     args = parser.parse_args(argv)
@@ -55,23 +58,38 @@ def main(argv=None) -> int:
     print(f"| model | views | tau | T | {args.split} (acc + bal. acc) / 2 | accuracy | balanced accuracy | "
           "melanoma recall | macro AUC | melanoma AUC | NLL |\n| --- | --- | --- | --- | --- | --- | --- | --- "
           "| --- | --- | --- |")
+    if args.ensemble and len(args.models) != 2:
+        parser.error("--ensemble compares exactly two models")
     all_views = tuple(VIEWS)
+
+    def row(name, views, logits, y, counts):
+        tau = fit_prior_correction(logits, y, counts)
+        bias = -tau * np.log(np.maximum(counts, 1) / counts.sum())
+        temperature = fit_temperature(logits, y, bias)
+        m = classification_metrics(mean_probabilities(logits, temperature, bias), y, CODES)
+        print(f"| {name} | {views} | {tau} | {temperature} | {(m['accuracy'] + m['balanced_accuracy']) / 2:.4f} | "
+              f"{m['accuracy']:.4f} | {m['balanced_accuracy']:.4f} | {m['melanoma_recall']:.4f} | "
+              f"{m['macro_auc']:.4f} | {m['per_class']['mel']['auc']:.4f} | {m['nll']:.4f} |", flush=True)
+
+    per_model = []
     for folder, classifier in zip(args.models, classifiers, strict=True):
         split = load_split(classifier.config.file("split"))
         ids = {s: sorted(i for i, v in split.items() if v == s and i in label_of) for s in ("train", args.split)}
         counts = np.bincount([label_of[i] for i in ids["train"]], minlength=len(CODES))
         y = np.array([label_of[i] for i in ids[args.split]])
         logits = predict_logits(classifier, [paths[i] for i in ids[args.split]], views=all_views)
-        for name, views in {**VIEW_SETS, 8: all_views}.items():
-            chosen = logits[:, [all_views.index(v) for v in views]]
-            tau = fit_prior_correction(chosen, y, counts)
-            bias = -tau * np.log(np.maximum(counts, 1) / counts.sum())
-            temperature = fit_temperature(chosen, y, bias)
-            m = classification_metrics(mean_probabilities(chosen, temperature, bias), y, CODES)
-            print(f"| {folder} ({classifier.config.raw.get('serving', {}).get('runtime', 'float32')}) | {name} | "
-                  f"{tau} | {temperature} | {(m['accuracy'] + m['balanced_accuracy']) / 2:.4f} | {m['accuracy']:.4f} "
-                  f"| {m['balanced_accuracy']:.4f} | {m['melanoma_recall']:.4f} | {m['macro_auc']:.4f} | "
-                  f"{m['per_class']['mel']['auc']:.4f} | {m['nll']:.4f} |", flush=True)
+        per_model.append((ids[args.split], y, logits))
+        name = f"{folder} ({classifier.config.raw.get('serving', {}).get('runtime', 'float32')})"
+        for count, views in {**VIEW_SETS, 8: all_views}.items():
+            row(name, count, logits[:, [all_views.index(v) for v in views]], y, counts)
+    if args.ensemble:
+        (ids_a, y, logits_a), (ids_b, _, logits_b) = per_model
+        if ids_a != ids_b:
+            parser.error("--ensemble needs two models with the same split")
+        for count in (2, 4):
+            chosen = [all_views.index(v) for v in VIEW_SETS[count]]
+            row(f"mean of {args.models[0]} and {args.models[1]}", f"{count} + {count}",
+                np.concatenate([logits_a[:, chosen], logits_b[:, chosen]], axis=1), y, counts)
     return 0
 
 
