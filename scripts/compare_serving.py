@@ -41,6 +41,7 @@ def main(argv=None) -> int:
         fit_temperature,
         mean_probabilities,
         predict_logits,
+        prior_bias,
     )
     from classifier.reporting.metrics import classification_metrics
     from classifier.tta import VIEWS
@@ -64,7 +65,7 @@ def main(argv=None) -> int:
 
     def row(name, views, logits, y, counts):
         tau = fit_prior_correction(logits, y, counts)
-        bias = -tau * np.log(np.maximum(counts, 1) / counts.sum())
+        bias = prior_bias(tau, counts)
         temperature = fit_temperature(logits, y, bias)
         m = classification_metrics(mean_probabilities(logits, temperature, bias), y, CODES)
         print(f"| {name} | {views} | {tau} | {temperature} | {(m['accuracy'] + m['balanced_accuracy']) / 2:.4f} | "

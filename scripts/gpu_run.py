@@ -30,6 +30,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from classifier.errors import ClassifierError  # noqa: E402
+from classifier.labels import CODES  # noqa: E402
+
 PACKED = ROOT / ".gpu"
 WHEELS = ("keras==3.15.1", "namex==0.1.0", "optree==0.20.0")  # what the H200 image lacks (device KINDS.md)
 TRAVEL_LIMIT = 64 * 2**20
@@ -40,7 +43,7 @@ def pack(data: Path, quality: int, split: Path) -> int:
     from PIL import Image
 
     from classifier.data import read_metadata, resolve_images
-    from classifier.preprocessing import load_image
+    from classifier.preprocessing import load_image, prepare
 
     records = read_metadata(data)
     paths = resolve_images(records, data)
@@ -50,11 +53,8 @@ def pack(data: Path, quality: int, split: Path) -> int:
     out.mkdir(parents=True)
     small = {p.stem: p for p in (data / "images_200x150").glob("*.jpg")}
     for record in records:
-        image = load_image(small.get(record.image_id, paths[record.image_id]))
-        side = min(image.size)
-        left, top = (image.width - side) // 2, (image.height - side) // 2
-        square = image.crop((left, top, left + side, top + side)).resize((150, 150), Image.BICUBIC)
-        square.save(out / f"{record.image_id}.jpg", quality=quality)
+        square = prepare(load_image(small.get(record.image_id, paths[record.image_id])), 150)
+        Image.fromarray(square).save(out / f"{record.image_id}.jpg", quality=quality)
     metadata = next(p for p in data.glob("*.csv") if "metadata" in p.name.lower())
     shutil.copy(metadata, PACKED / "data" / metadata.name)
     shutil.copy(split, PACKED / "split.json")
@@ -89,7 +89,7 @@ def train_there(out: Path, train_args: list[str]) -> int:
                      *train_args])
     state = json.loads((work / "state.json").read_text())
     out.mkdir(parents=True, exist_ok=True)
-    model = build_classifier(state["settings"]["backbone"], None, 7, imagenet=False)
+    model = build_classifier(state["settings"]["backbone"], None, len(CODES), imagenet=False)
     for epoch in range(max(1, state["epoch"] - KEEP_EPOCHS + 1), state["epoch"] + 1):
         model.load_weights(work / f"epoch{epoch}.weights.h5")
         np.savez_compressed(out / f"epoch{epoch}.npz", *[w.astype(np.float16) for w in model.get_weights()])
@@ -105,7 +105,7 @@ def unpack(files: Path, work: Path) -> int:
 
     state = json.loads((files / "state.json").read_text())
     work.mkdir(parents=True, exist_ok=True)
-    model = build_classifier(state["settings"]["backbone"], None, 7, imagenet=False)
+    model = build_classifier(state["settings"]["backbone"], None, len(CODES), imagenet=False)
     for npz in sorted(files.glob("epoch*.npz")):
         arrays = np.load(npz)
         model.set_weights([arrays[f"arr_{i}"].astype(np.float32) for i in range(len(arrays.files))])
@@ -136,7 +136,10 @@ def main(argv=None) -> int:
     p.add_argument("--work", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.step == "pack":
-        return pack(args.data, args.quality, args.split)
+        try:
+            return pack(args.data, args.quality, args.split)
+        except (ClassifierError, FileNotFoundError) as exc:
+            parser.error(str(exc))
     if args.step == "train":
         return train_there(args.out, [a for a in args.train_args if a != "--"])
     if not (args.files / "state.json").is_file():

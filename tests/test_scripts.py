@@ -27,3 +27,9 @@ def test_gpu_run_unpack_names_a_folder_that_is_not_a_device_run(tmp_path):
                            "--work", str(tmp_path / "run")], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "no state.json" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_gpu_run_pack_names_a_missing_data_folder(tmp_path):
+    done = subprocess.run([sys.executable, "scripts/gpu_run.py", "pack", "--data", str(tmp_path / "none")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "none" in done.stderr

@@ -46,16 +46,20 @@ def fit_prior_correction(logits: np.ndarray, labels: np.ndarray, train_counts: n
     (accuracy + balanced accuracy) / 2 on validation: it trades a little accuracy on the common class for
     recall on the rare ones. 0 leaves the model's own decisions. ``logits`` (N, K), or per view (N, V, K):
     then the decision is that of the mean probabilities, as served."""
-    log_prior = np.log(np.maximum(train_counts, 1) / np.sum(train_counts))
     view_logits = logits if logits.ndim == 3 else logits[:, None]
     best_tau, best_score = 0.0, -1.0
     for tau in np.round(np.arange(0.0, 1.01, 0.05), 2):
-        predicted = mean_probabilities(view_logits, 1.0, -tau * log_prior).argmax(axis=1)
+        predicted = mean_probabilities(view_logits, 1.0, prior_bias(tau, train_counts)).argmax(axis=1)
         recalls = [np.mean(predicted[labels == k] == k) for k in np.unique(labels)]
         score = (np.mean(predicted == labels) + np.mean(recalls)) / 2
         if score > best_score + 1e-9:
             best_tau, best_score = float(tau), score
     return best_tau
+
+
+def prior_bias(tau: float, train_counts: np.ndarray) -> np.ndarray:
+    """The class bias of the prior correction: -tau * log(training class frequency)."""
+    return -tau * np.log(np.maximum(train_counts, 1) / np.sum(train_counts))
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, class_bias=None) -> float:

@@ -141,6 +141,7 @@ def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Pat
         fit_temperature,
         mean_probabilities,
         predict_logits,
+        prior_bias,
     )
     from classifier.reporting.measure import measure, predict_for_measure
     from classifier.reporting.metrics import classification_metrics
@@ -158,7 +159,7 @@ def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Pat
                                        with_features=True)
     train_counts = np.bincount(y["train"], minlength=len(CODES))
     tau = fit_prior_correction(val_views, y["val"], train_counts)
-    bias = np.round(-tau * np.log(np.maximum(train_counts, 1) / train_counts.sum()), 4)
+    bias = np.round(prior_bias(tau, train_counts), 4)
     temperature = fit_temperature(val_views, y["val"], bias)
     raw = config.raw
     raw["calibration"] = {
