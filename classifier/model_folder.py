@@ -79,9 +79,8 @@ def _require(condition: bool, folder: Path, message: str) -> None:
         raise ModelFolderError(f"{folder}: {message}")
 
 
-def read_config(folder: str | Path, verify_files: bool = True) -> ModelConfig:
-    """Read and validate ``config.json``; with ``verify_files``, also check every listed file's checksum."""
-    folder = Path(folder)
+def _read_raw(folder: Path) -> dict:
+    """``config.json`` as a dict, checked to be a JSON object of the format version this code reads."""
     path = folder / CONFIG_NAME
     _require(folder.is_dir(), folder, "model folder does not exist")
     _require(path.is_file(), folder, f"no {CONFIG_NAME}: not a model folder")
@@ -94,6 +93,35 @@ def read_config(folder: str | Path, verify_files: bool = True) -> ModelConfig:
     _require(version == FORMAT_VERSION, folder,
              f"unknown format_version {version!r}; this code reads version {FORMAT_VERSION} "
              "(update the code or the model)")
+    return raw
+
+
+def _file_names(raw: dict, folder: Path) -> dict[str, str]:
+    """``{role: file name}`` from the ``files`` section, each checked to be a plain file name."""
+    files = raw.get("files")
+    _require(isinstance(files, dict) and ("keras" in files or "tflite" in files), folder,
+             "files must name the model file(s) ('keras' and/or 'tflite')")
+    names = {}
+    for role, entry in files.items():
+        _require(isinstance(entry, dict) and isinstance(entry.get("path"), str), folder, f"files.{role} needs a path")
+        name = entry["path"]
+        _require("/" not in name and "\\" not in name and not name.startswith("."), folder,
+                 f"files.{role}.path must be a plain file name, not {name!r}")
+        names[role] = name
+    return names
+
+
+def listed_files(folder: str | Path) -> dict[str, str]:
+    """``{role: file name}`` of every file ``config.json`` lists, without requiring the files to be there yet:
+    with config.json and README.md, what a Hub download fetches and ``publish`` uploads."""
+    folder = Path(folder)
+    return _file_names(_read_raw(folder), folder)
+
+
+def read_config(folder: str | Path, verify_files: bool = True) -> ModelConfig:
+    """Read and validate ``config.json``; with ``verify_files``, also check every listed file's checksum."""
+    folder = Path(folder)
+    raw = _read_raw(folder)
 
     size = raw.get("input", {}).get("size")
     _require(isinstance(size, int) and 32 <= size <= 1024, folder,
@@ -151,14 +179,8 @@ def read_config(folder: str | Path, verify_files: bool = True) -> ModelConfig:
                  "checked for being out of distribution)")
         view_lists[key] = tuple(views)
 
-    files = raw.get("files")
-    _require(isinstance(files, dict) and ("keras" in files or "tflite" in files), folder,
-             "files must name the model file(s) ('keras' and/or 'tflite')")
-    for role, entry in files.items():
-        _require(isinstance(entry, dict) and isinstance(entry.get("path"), str), folder, f"files.{role} needs a path")
-        name = entry["path"]
-        _require("/" not in name and "\\" not in name and not name.startswith("."), folder,
-                 f"files.{role}.path must be a plain file name, not {name!r}")
+    for role, name in _file_names(raw, folder).items():
+        entry = raw["files"][role]
         file_path = folder / name
         _require(file_path.is_file(), folder, f"missing {name} (listed in {CONFIG_NAME} as files.{role})")
         if verify_files and "sha256" in entry:

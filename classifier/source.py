@@ -1,21 +1,25 @@
 """Where the model comes from: a local folder or a Hugging Face Hub model repo (with its cache).
 
 ``resolve_model_source`` turns ``MODEL_ID`` / ``MODEL_REVISION`` (or explicit arguments) into a local folder.
-Hub downloads go through ``huggingface_hub.snapshot_download``, so its cache and the usual variables
-(``HF_TOKEN``, ``HF_HOME``, ``HF_HUB_CACHE``, ``HF_HUB_OFFLINE``, ``HF_ENDPOINT``) apply. When the Hub cannot be
-reached, a cached copy is used and a notice says so.
+The model-folder contract decides what travels: a download fetches ``config.json`` and ``README.md`` (the card)
+first, then exactly the files that config.json lists under ``files``; ``publish`` uploads the same set and refuses
+a folder that lacks any of them. Hub downloads go through ``huggingface_hub.snapshot_download``, so its cache and
+the usual variables (``HF_TOKEN``, ``HF_HOME``, ``HF_HUB_CACHE``, ``HF_HUB_OFFLINE``, ``HF_ENDPOINT``) apply. When
+the Hub cannot be reached, a cached copy is used and a notice says so.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from classifier.errors import ClassifierError
+from classifier.model_folder import CARD_NAME, CONFIG_NAME, ModelFolderError, listed_files
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "model"
-MODEL_FILES = ("config.json", "model.keras", "model.tflite", "README.md", "split.json")
+HEAD_FILES = (CONFIG_NAME, CARD_NAME)  # always fetched first; config.json then names the rest
 DEFAULT_BRANCH = "main"
 
 
@@ -61,25 +65,26 @@ def resolve_model_source(source: str | os.PathLike | None = None, revision: str 
 def publish(
     folder: Path, repo_id: str, token: str | None = None, private: bool = False, revision: str | None = None
 ) -> str:
-    """Upload the model files of ``folder`` to the Hub model repo ``repo_id``; return the commit url."""
-    from huggingface_hub import HfApi
+    """Upload ``folder``'s config.json, README.md and every file config.json lists to the Hub model repo
+    ``repo_id`` (nothing else in the folder); return the commit url."""
+    from huggingface_hub import CommitOperationAdd, HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
     folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise ModelSourceError(f"{folder} has no config.json: it is not a model folder, nothing was published")
+    if not (folder / CONFIG_NAME).is_file():
+        raise ModelSourceError(f"{folder} has no {CONFIG_NAME}: it is not a model folder, nothing was published")
     if not _is_repo_id(repo_id):
         raise ModelSourceError(f"{repo_id!r} is not a Hub repo id of the form owner/name")
+    names = upload_set(folder)
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
         if revision not in (None, DEFAULT_BRANCH):
             api.create_branch(repo_id, repo_type="model", branch=revision, exist_ok=True)
-        info = api.upload_folder(
-            folder_path=folder,
-            repo_id=repo_id,
+        info = api.create_commit(
+            repo_id,
+            [CommitOperationAdd(path_in_repo=name, path_or_fileobj=folder / name) for name in names],
             repo_type="model",
-            allow_patterns=list(MODEL_FILES),
             revision=revision,
             commit_message=f"Upload model from {folder.name}",
         )
@@ -90,6 +95,26 @@ def publish(
             "is a token with write access to that namespace"
         ) from err
     return str(info.commit_url)
+
+
+def upload_set(folder: Path) -> list[str]:
+    """The file names ``publish`` uploads from ``folder``: config.json, README.md and every file config.json
+    lists; a ModelSourceError (nothing is uploaded) when config.json is unusable or any of them is missing."""
+    folder = Path(folder)
+    try:
+        listed = listed_files(folder)
+    except ModelFolderError as err:
+        raise ModelSourceError(f"{err}: nothing was published") from err
+    names = [*HEAD_FILES, *(name for name in listed.values() if name not in HEAD_FILES)]
+    missing = [name for name in names if not (folder / name).is_file()]
+    if missing:
+        roles = {name: role for role, name in listed.items()}
+        described = ", ".join(
+            f"{name} (listed in {CONFIG_NAME} as files.{roles[name]})" if name in roles
+            else f"{name} (the model card)" for name in missing
+        )
+        raise ModelSourceError(f"{folder} lacks {described}: nothing was published")
+    return names
 
 
 def _local(path: Path) -> ResolvedSource:
@@ -135,17 +160,39 @@ def _from_hub(repo_id: str, revision: str | None) -> ResolvedSource:
     shown = f"{repo_id}@{revision or DEFAULT_BRANCH}"
 
     def download(local_files_only: bool = False) -> ResolvedSource:
-        folder = Path(
+        # config.json (and the card) first, then exactly the files it lists, from the same commit.
+        head = Path(
             snapshot_download(
                 repo_id,
                 repo_type="model",
                 revision=revision,
-                allow_patterns=list(MODEL_FILES),
+                allow_patterns=list(HEAD_FILES),
                 local_files_only=local_files_only,
             )
         )
-        if not (folder / "config.json").is_file():
-            raise ModelSourceError(f"model repo {shown} has no config.json: it is not a model repo for this classifier")
+        if not (head / CONFIG_NAME).is_file():
+            raise ModelSourceError(
+                f"model repo {shown} has no {CONFIG_NAME}: it is not a model repo for this classifier"
+            )
+        try:
+            listed = listed_files(head)
+        except ModelFolderError as err:
+            raise ModelSourceError(f"model repo {shown} has an unusable {CONFIG_NAME}: {_detail(err, head)}") from err
+        folder = Path(
+            snapshot_download(
+                repo_id,
+                repo_type="model",
+                revision=head.name,  # the commit sha config.json came from
+                allow_patterns=[glob.escape(name) for name in listed.values()],
+                local_files_only=local_files_only,
+            )
+        )
+        missing = [f"{name} (files.{role})" for role, name in listed.items() if not (folder / name).is_file()]
+        if missing:
+            raise ModelSourceError(
+                f"model repo {shown} lacks {', '.join(missing)}, listed in its {CONFIG_NAME}: "
+                "publish the complete model folder again (python -m classifier publish)"
+            )
         return ResolvedSource(path=folder, repo_id=repo_id, revision=revision, commit=folder.name, notice=None)
 
     try:
@@ -181,6 +228,13 @@ def _from_hub(repo_id: str, revision: str | None) -> ResolvedSource:
     state = "offline mode" if isinstance(failure, OfflineModeIsEnabled) else "Hub unreachable"
     notice = f"{state} ({reason}): using the cached copy of {shown} (commit {cached.commit[:12]})"
     return ResolvedSource(cached.path, repo_id, revision, cached.commit, notice)
+
+
+def _detail(err: ModelFolderError, folder: Path) -> str:
+    """The reason of a ModelFolderError without the cache path it starts with."""
+    text = str(err)
+    prefix = f"{folder}: "
+    return text[len(prefix):] if text.startswith(prefix) else text
 
 
 def _not_found(repo_id: str, revision: str | None) -> str:

@@ -6,6 +6,7 @@ it is imported: a fresh interpreter per call is the honest way to vary them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from classifier import source
-from classifier.source import MODEL_FILES, ModelSourceError, resolve_model_source
+from classifier.source import ModelSourceError, resolve_model_source
 from tests.hub_server import FakeHub, commit_sha
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,16 +39,32 @@ except source.ModelSourceError as err:
 """
 
 
+LISTED = {"keras": "model.keras", "tflite": "model.tflite", "split": "split.json", "ood_features": "ood_features.npz"}
+MODEL_FILES = ("config.json", "README.md", *LISTED.values())  # what a download fetches and publish uploads
+
+
 def model_files(tag: str) -> dict[str, bytes]:
-    """A small fake model repo; ``tag`` makes each revision's content different."""
-    return {
-        "config.json": json.dumps({"format_version": 1, "tag": tag}).encode(),
+    """A small fake model repo whose config.json lists its files with their checksums, as training writes it;
+    ``tag`` makes each revision's content different. notes.txt is not part of the model."""
+    files = {
         "model.keras": os.urandom(48),
         "model.tflite": os.urandom(64),
-        "README.md": f"# fake model {tag}\n".encode(),
         "split.json": b'{"test": []}',
+        "ood_features.npz": os.urandom(32),
+        "README.md": f"# fake model {tag}\n".encode(),
         "notes.txt": b"not a model file",
     }
+    entries = {role: {"path": name, "sha256": hashlib.sha256(files[name]).hexdigest(), "bytes": len(files[name])}
+               for role, name in LISTED.items()}
+    files["config.json"] = json.dumps({"format_version": 1, "tag": tag, "files": entries}).encode()
+    return files
+
+
+def write_folder(folder: Path, files: dict[str, bytes]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    return folder
 
 
 @pytest.fixture
@@ -125,6 +142,14 @@ def test_offline_mode_uses_the_warm_cache_without_requests(hub, home):
     assert len(hub.requests) == count
 
 
+def test_offline_with_a_listed_file_missing_from_the_cache_is_a_clear_error(hub, home):
+    first = resolve(hub, home, REPO)
+    (Path(first["path"]) / "ood_features.npz").unlink()  # config.json is cached, one file it lists is not
+    message = resolve(hub, home, REPO, HF_HUB_OFFLINE="1")["error"]
+    assert f"{REPO}@main" in message and "not in the local Hugging Face cache" in message
+    assert "HF_HUB_OFFLINE" in message and "\n" not in message
+
+
 def test_cold_cache_and_hub_down_is_a_clear_error(hub, home):
     hub.down = True
     message = resolve(hub, home, REPO, "v1")["error"]
@@ -141,6 +166,7 @@ def test_offline_mode_with_cold_cache_is_a_clear_error(hub, home):
 def test_unknown_repo(hub, home):
     message = resolve(hub, home, "me/missing")["error"]
     assert "model repo me/missing (revision main) not found on the Hub" in message and "HF_TOKEN" in message
+    assert "\n" not in message
 
 
 def test_unknown_revision(hub, home):
@@ -164,7 +190,9 @@ def test_truncated_download_leaves_no_complete_looking_file(hub, home):
     assert left == []
     blobs = home / "hub" / "models--me--model" / "blobs"
     assert not blobs.exists() or list(blobs.iterdir()) == []
-    assert hub.paths("GET").count(f"/{REPO}/resolve/{commit_sha(REPO, files)}/model.tflite") == 2  # cut, retried
+    resolved = f"/{REPO}/resolve/{commit_sha(REPO, files)}"
+    assert hub.paths("GET").count(f"{resolved}/config.json") == 2  # cut, retried
+    assert f"{resolved}/model.tflite" not in hub.paths("GET")  # nothing listed is fetched without config.json
 
 
 def test_revision_pinning(hub, home):
@@ -183,16 +211,13 @@ def test_model_id_and_model_revision_from_environment(hub, home):
 
 
 def test_publish_uploads_the_model_files(hub, home, tmp_path):
-    folder = tmp_path / "trained"
-    folder.mkdir()
     files = model_files("published")
-    for name, content in files.items():
-        (folder / name).write_bytes(content)
+    folder = write_folder(tmp_path / "trained", files)
     kwargs = {"repo_id": "me/new", "token": "hf_fake_test_token", "private": True, "revision": None}
     url = run(hub, home, {"publish": str(folder), "kwargs": kwargs})["url"]
     assert hub.created["me/new"]["visibility"] == "private"
     published = hub.repos["me/new"]["main"]
-    assert sorted(published) == sorted(MODEL_FILES)
+    assert sorted(published) == sorted(MODEL_FILES)  # notes.txt stays behind
     assert all(published[name] == files[name] for name in MODEL_FILES)
     assert url == f"{hub.url}/me/new/commit/{commit_sha('me/new', published)}"
     assert "/api/repos/create" in hub.paths("POST") and "/api/models/me/new/commit/main" in hub.paths("POST")
@@ -206,7 +231,7 @@ def test_publish_uploads_the_model_files(hub, home, tmp_path):
 
 
 def test_publish_failure_is_clear_and_does_not_leak_the_token(hub, home, tmp_path):
-    (tmp_path / "config.json").write_text('{"format_version": 1}')
+    write_folder(tmp_path, model_files("refused"))
     hub.fail_with_status = 403
     kwargs = {"repo_id": "me/new", "token": "hf_secret_test_token"}
     result = run(hub, home, {"publish": str(tmp_path), "kwargs": kwargs})
@@ -218,6 +243,66 @@ def test_publish_requires_config_json(tmp_path):
     (tmp_path / "model.keras").write_bytes(b"x")
     with pytest.raises(ModelSourceError, match="no config.json"):
         source.publish(tmp_path, "me/new")
+
+
+@pytest.mark.parametrize("removed, named", [("ood_features.npz", "files.ood_features"),
+                                             ("model.keras", "files.keras"), ("README.md", "the model card")])
+def test_publish_refuses_a_folder_missing_a_listed_file(tmp_path, removed, named):
+    folder = write_folder(tmp_path / "m", model_files("incomplete"))
+    (folder / removed).unlink()
+    with pytest.raises(ModelSourceError) as caught:
+        source.publish(folder, "me/new")
+    message = str(caught.value)
+    assert f"lacks {removed}" in message and named in message and "nothing was published" in message
+    assert "\n" not in message
+
+
+def test_publish_refuses_a_config_without_a_files_section(tmp_path):
+    (tmp_path / "config.json").write_text('{"format_version": 1}')
+    (tmp_path / "README.md").write_text("# card")
+    with pytest.raises(ModelSourceError, match="files must name the model file.*nothing was published"):
+        source.publish(tmp_path, "me/new")
+
+
+def test_upload_set_is_the_card_the_config_and_every_listed_file(tmp_path):
+    files = model_files("set")
+    config = json.loads(files["config.json"])
+    config["files"]["extra"] = {"path": "calibration.bin"}  # a role this code does not know still travels
+    files["config.json"] = json.dumps(config).encode()
+    files["calibration.bin"] = b"\x00"
+    folder = write_folder(tmp_path / "m", files)
+    assert source.upload_set(folder) == ["config.json", "README.md", *LISTED.values(), "calibration.bin"]
+
+
+def test_a_file_the_config_lists_travels_and_nothing_else(home):
+    files = model_files("more")
+    config = json.loads(files["config.json"])
+    config["files"]["extra"] = {"path": "calibration[1].bin"}  # glob characters are matched literally
+    files["config.json"] = json.dumps(config).encode()
+    files["calibration[1].bin"], files["calibration1.bin"] = b"listed", b"not listed"
+    with FakeHub({REPO: {"main": files}}) as server:
+        result = resolve(server, home, REPO)
+    folder = Path(result["path"])
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*MODEL_FILES, "calibration[1].bin"])
+    assert (folder / "calibration[1].bin").read_bytes() == b"listed"
+
+
+def test_a_repo_missing_a_listed_file_is_a_clear_error(home):
+    files = model_files("partial")
+    del files["ood_features.npz"]
+    with FakeHub({REPO: {"main": files}}) as server:
+        message = resolve(server, home, REPO)["error"]
+    assert f"model repo {REPO}@main lacks ood_features.npz (files.ood_features)" in message
+    assert "publish" in message and "\n" not in message
+
+
+def test_a_repo_without_a_usable_config_is_a_clear_error(home):
+    files = model_files("broken")
+    files["config.json"] = b'{"format_version": 1}'
+    with FakeHub({REPO: {"main": files}}) as server:
+        message = resolve(server, home, REPO)["error"]
+    assert f"model repo {REPO}@main has an unusable config.json: files must name" in message
+    assert "\n" not in message and str(home) not in message
 
 
 def test_local_folder(tmp_path, monkeypatch):
