@@ -6,6 +6,7 @@ it is imported: a fresh interpreter per call is the honest way to vary them.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -339,3 +340,104 @@ def test_nonexistent_path_is_a_clear_error(given, monkeypatch):
 def test_folder_without_config_is_refused(tmp_path):
     with pytest.raises(ModelSourceError, match="no config.json"):
         resolve_model_source(tmp_path)
+
+
+# ---------------------------------------------------------------- the real bundled model, through the Hub and back
+
+CLASSIFY = """
+import json
+from classifier.api import load_classifier
+from scripts.make_golden import golden_inputs, outputs
+classifier = load_classifier()  # MODEL_ID / MODEL_REVISION, as on a Space
+s = classifier.source
+print(json.dumps({"path": str(s.path), "repo_id": s.repo_id, "commit": s.commit, "notice": s.notice,
+                  "runtime": classifier.runtime.name, "outputs": outputs(classifier, golden_inputs())}))
+"""
+
+
+def hub_env(hub: FakeHub, home: Path, **env: str) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith(("HF_", "HUGGINGFACE_", "MODEL_"))}
+    clean = {k: v for k, v in clean.items() if not k.lower().endswith("_proxy")}
+    clean.update(HF_HOME=str(home), HF_ENDPOINT=hub.url, HF_HUB_DISABLE_PROGRESS_BARS="1",
+                 NO_PROXY="127.0.0.1,localhost", PYTHONPATH=str(ROOT), **env)
+    return clean
+
+
+def golden_outputs(bundled_model_dir: Path) -> dict:
+    """tests/golden/bundled_model.json's outputs, as they are when the test runs (scripts/make_golden.py)."""
+    from classifier.model_folder import read_config
+    from scripts.make_golden import GOLDEN
+
+    golden = json.loads(GOLDEN.read_text())
+    assert golden["model_tflite_sha256"] == read_config(bundled_model_dir, verify_files=False).raw["files"][
+        "tflite"]["sha256"], "model/ changed: run `python scripts/make_golden.py` and review the differences"
+    return golden["outputs"]
+
+
+def assert_golden(got: dict, expected: dict, name: str) -> None:
+    """The comparison of tests/test_golden.py: same label and set, probabilities to 1e-4."""
+    assert got["label"] == expected["label"], name
+    assert got["prediction_set"] == expected["prediction_set"], name
+    for code, probability in expected["probabilities"].items():
+        assert got["probabilities"][code] == pytest.approx(probability, abs=1e-4), (name, code)
+    if expected["feature_distance"] is not None:
+        assert got["feature_distance"] == pytest.approx(expected["feature_distance"], rel=1e-3, abs=1e-3), name
+
+
+def manifest_examples() -> list[str]:
+    with open(ROOT / "examples" / "manifest.csv", newline="") as f:
+        ids = [row["image_id"] for row in csv.DictReader(f)]
+    assert len(ids) >= 7
+    return [f"examples/{image_id}.jpg" for image_id in ids]
+
+
+def test_the_bundled_model_round_trips_through_the_hub(hub, home, bundled_model_dir, tmp_path):
+    """publish model/ as it is, then serve it from the Hub by MODEL_ID (online, then offline from the cache) and
+    from the command line: every file config.json lists arrives intact and the examples score as the golden file."""
+    from classifier.model_folder import listed_files
+
+    expected = golden_outputs(bundled_model_dir)
+    examples = manifest_examples()
+    repo = "me/ham10000"
+    kwargs = {"repo_id": repo, "token": "hf_fake_test_token"}
+    assert "url" in run(hub, home, {"publish": str(bundled_model_dir), "kwargs": kwargs})
+    carried = ["config.json", "README.md", *listed_files(bundled_model_dir).values()]
+    assert "ood_features.npz" in carried  # the file a fixed list once left behind
+    published = hub.repos[repo]["main"]
+    assert sorted(published) == sorted(carried)
+    assert all(published[name] == (bundled_model_dir / name).read_bytes() for name in carried)
+    commit = commit_sha(repo, published)
+
+    # the command line, cold cache: downloads, then scores the examples
+    cli_home = tmp_path / "cli_home"
+    done = subprocess.run([sys.executable, "-m", "classifier", "predict", *examples], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env=hub_env(hub, cli_home, MODEL_ID=repo))
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    assert [row["path"] for row in rows] == examples
+    for row in rows:  # a predict record (README "JSON fields") holds the golden quantities like this
+        got = {"label": row["label"], "probabilities": row["probabilities"],
+               "prediction_set": row["prediction_set"]["classes"],
+               "feature_distance": row["out_of_distribution"]["feature_distance"]}
+        assert_golden(got, expected[row["path"]], row["path"])
+    cached = cli_home / "hub" / "models--me--ham10000" / "snapshots" / commit
+    assert sorted(p.name for p in cached.iterdir()) == sorted(carried)
+
+    # the Python API, online then offline (no request at all) from the same cache
+    for offline in (False, True):
+        count = len(hub.requests)
+        env = hub_env(hub, home, MODEL_ID=repo, **({"HF_HUB_OFFLINE": "1"} if offline else {}))
+        done = subprocess.run([sys.executable, "-c", CLASSIFY], cwd=ROOT, capture_output=True, text=True,
+                              timeout=300, env=env)
+        assert done.returncode == 0, done.stderr
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        assert result["repo_id"] == repo and result["commit"] == commit and result["runtime"] == "litert"
+        assert Path(result["path"]).is_relative_to(home)
+        assert sorted(p.name for p in Path(result["path"]).iterdir()) == sorted(carried)
+        if offline:
+            assert "offline mode" in result["notice"] and len(hub.requests) == count
+        else:
+            assert result["notice"] is None and len(hub.requests) > count
+        assert set(examples) <= result["outputs"].keys() and result["outputs"].keys() == expected.keys()
+        for name, want in expected.items():
+            assert_golden(result["outputs"][name], want, name)
