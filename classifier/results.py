@@ -1,9 +1,10 @@
 """Prediction results as records and rows, and the writers that both ``predict`` engines share.
 
 A record is the JSON object ``predict`` prints for one input: ``{"path": ..., **Prediction.to_dict()}``, or
-``{"path": ..., "error": ...}`` for an input that could not be classified. CSV and Parquet hold the same
-records as flat rows (:func:`flat_row`). An ``--out`` file is appended to, and read back by the next run with
-the same ``--out``, so that a stopped run goes on where it stopped (:func:`open_output`).
+``{"path": ..., "error": ...}`` for an input that could not be classified; one per input, in input order
+(:class:`InOrder`). CSV and Parquet hold the same records as flat rows (:func:`flat_row`). An ``--out`` file is
+appended to, and read back by the next run with the same ``--out``, so that a stopped run goes on where it
+stopped (:func:`open_output`).
 """
 
 from __future__ import annotations
@@ -92,6 +93,38 @@ def csv_cells(row: dict) -> list[str]:
     return ["" if v is None else f"{v:.6f}" if isinstance(v, float) else str(v) for v in row.values()]
 
 
+class InOrder:
+    """Writes the records of inputs ``0 .. count - 1`` to ``writer`` in that order, whatever order they are put
+    in: a record waits until those of all earlier inputs are written. So a stopped run leaves a prefix of its
+    inputs in an --out file, and the next run appends the rest in order. Counts the records and errors written."""
+
+    def __init__(self, writer, count: int):
+        self.writer = writer
+        self.count = count
+        self.written = 0
+        self.errors = 0
+        self.waiting: dict[int, dict] = {}
+
+    def put(self, position: int, record: dict) -> None:
+        """The record of input ``position``; written now if all earlier ones are, else when they are."""
+        if not 0 <= position < self.count or position < self.written or position in self.waiting:
+            raise ValueError(f"no record expected for input {position}")
+        self.waiting[position] = record
+        while self.written in self.waiting:
+            record = self.waiting.pop(self.written)
+            self.writer.write(record)
+            self.written += 1
+            self.errors += "error" in record
+
+    @property
+    def missing(self) -> int:
+        """Inputs whose record is not written yet."""
+        return self.count - self.written
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+
 class _StreamWriter:
     """Rows on a text stream: stdout (flushed per row when asked) or a file it closes."""
 
@@ -148,7 +181,10 @@ class ParquetParts:
         self.folder = folder
         self.row_of = row_of
         self.schema = pa.schema([(c, pa.float64() if "probability" in c else pa.string()) for c in columns])
-        self.run = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        # Part names sort in the order written (UTC to the microsecond, then the part's number), so that readers,
+        # which take the parts in name order, see the rows in input order, also after resumed runs.
+        now = time.time()
+        self.run = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now))}{int(now % 1 * 1e6):06d}Z-{uuid.uuid4().hex[:8]}"
         self.parts = 0
         self.rows: list[dict] = []
         self.last_write = time.monotonic()

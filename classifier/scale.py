@@ -5,8 +5,10 @@
 Each actor loads the model once (``load_classifier``: the same source resolution and Hugging Face cache as
 everywhere else, on whichever node the actor runs) and scores its batches with ``Classifier.classify_each``, so
 its rows equal the in-process engine's. The driver lists the inputs (local paths, or URIs such as ``s3://`` and
-``hf://``), skips those an existing ``--out`` already holds, and writes the rows as they arrive, in input
-order. Ray is optional: ``pip install -r requirements-scale.txt``.
+``hf://``), skips those an existing ``--out`` already holds, and writes the rows in input order: Ray may
+return batches out of order, so each row is matched to its input's position and held until the rows of all
+earlier inputs are written (``preserve_order`` makes Ray return them in order, so that wait is short).
+Ray is optional: ``pip install -r requirements-scale.txt``.
 """
 
 from __future__ import annotations
@@ -202,32 +204,66 @@ def connect(address: str | None, num_cpus: int | None) -> bool:
 
 def score_on_ray(inputs: Inputs, write, model: str | None, revision: str | None, runtime: str = "auto",
                  top_k: int = 3, address: str | None = None, num_cpus: int | None = None,
-                 flush=lambda: None) -> EngineRun:
+                 flush=lambda: None, known: dict[int, dict] | None = None) -> EngineRun:
     """Score ``inputs`` on Ray and call ``write(record)`` for each, in input order; ``flush()`` after each batch.
+    ``known``: the records of inputs not to score (by position in ``inputs``), written in their place.
     Starts a local Ray (and shuts it down) unless ``address``/$RAY_ADDRESS names a cluster or Ray is running."""
+    from collections import deque
+
+    from classifier.results import InOrder
+
+    known = known or {}
+    run = EngineRun(engine="ray")
+    ordered = InOrder(_Flushing(write, flush), len(inputs.ids))
+    for position, record in sorted(known.items()):
+        ordered.put(position, record)
+    # Where each row goes: the positions of each location still to score, in input order (a location given twice
+    # is read twice; Ray returns one row per read, and its rows are equal).
+    positions: dict[str, deque[int]] = {}
+    for position, location in enumerate(inputs.locations):
+        if position not in known:
+            positions.setdefault(location, deque()).append(position)
+    locations = [location for position, location in enumerate(inputs.locations) if position not in known]
+    if locations:  # none: e.g. all of them are in --out already, or no files: no need for Ray
+        _score(locations, inputs, positions, ordered, run, model, revision, runtime, top_k, address, num_cpus)
+    if ordered.missing:
+        left = [location for location, waiting in positions.items() if waiting]
+        raise RuntimeError(f"Ray returned no row for {ordered.missing} of the inputs (the first: "
+                           f"{left[0] if left else '?'})")
+    run.images, run.errors = ordered.written, ordered.errors
+    return run
+
+
+class _Flushing:
+    """A writer made of a ``write`` and a ``flush`` function."""
+
+    def __init__(self, write, flush):
+        self.write = write
+        self.flush = flush
+
+
+def _score(locations, inputs, positions, ordered, run, model, revision, runtime, top_k, address, num_cpus):
+    """The Ray part of ``score_on_ray``: each row of ``locations`` put in ``ordered`` at its input's position."""
     import ray
     import ray.data
 
-    run = EngineRun(engine="ray")
-    if not inputs.ids:  # e.g. all of them are in --out already: no need for Ray
-        return run
     started = time.perf_counter()
     ours = connect(address, num_cpus)
     try:
         run.startup_seconds = time.perf_counter() - started
         context = ray.data.DataContext.get_current()
-        context.execution_options.preserve_order = True  # rows in input order, as the local engine writes them
+        # Batches back in input order, so that a row seldom waits in `ordered` (which orders them in any case)
+        context.execution_options.preserve_order = True
         # One actor per CPU of the cluster (each runs LiteRT on one thread); smaller batches when there are fewer
         # than BATCH_SIZE inputs per CPU, so that every actor gets some.
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        batch_size = max(1, min(BATCH_SIZE, math.ceil(len(inputs.ids) / cpus)))
-        actors = min(cpus, math.ceil(len(inputs.ids) / batch_size))
-        ids = dict(zip(inputs.locations, inputs.ids, strict=True))
+        batch_size = max(1, min(BATCH_SIZE, math.ceil(len(locations) / cpus)))
+        actors = min(cpus, math.ceil(len(locations) / batch_size))
         # A read task per batch. Reading is input/output only (the actors decode), so the read tasks take no CPU
         # from the actors' budget (with it, a 1-CPU Ray waits forever: its actor holds the CPU that the reads
         # need); their number at a time is capped instead (uncapped, Ray starts a worker process for each).
-        dataset = ray.data.read_binary_files(inputs.locations, include_paths=True, filesystem=inputs.filesystem,
-                                             override_num_blocks=math.ceil(len(inputs.ids) / batch_size),
+        dataset = ray.data.read_binary_files(locations, include_paths=True, filesystem=inputs.filesystem,
+                                             override_num_blocks=math.ceil(len(locations) / batch_size),
                                              num_cpus=0, concurrency=actors)
         dataset = dataset.map_batches(
             ScoreImages,
@@ -240,15 +276,15 @@ def score_on_ray(inputs: Inputs, write, model: str | None, revision: str | None,
         scoring = time.perf_counter()
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             for location, text in zip(batch["path"], batch["record"], strict=True):
-                record = {"path": ids.get(str(location), str(location)), **json.loads(text)}
-                write(record)
-                run.images += 1
-                run.errors += "error" in record
+                waiting = positions.get(str(location))
+                if not waiting:
+                    raise RuntimeError(f"Ray returned a row for {location}, which is no input left to score")
+                position = waiting.popleft()
+                ordered.put(position, {"path": inputs.ids[position], **json.loads(text)})
             if run.first_row_seconds is None:
                 run.first_row_seconds = time.perf_counter() - scoring
-            flush()
+            ordered.flush()
         run.seconds = time.perf_counter() - scoring
-        return run
     finally:
         if ours:
             ray.shutdown()

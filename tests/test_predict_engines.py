@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from classifier.cli import main
+from classifier.results import printable
 from tests.bad_inputs import build_corpus
 from tests.conftest import ROOT, lesion_like
 
@@ -108,25 +109,36 @@ def test_ray_engine_gives_the_local_engines_rows_errors_included(archive, tiny_m
 
 def test_paths_that_are_no_files_get_the_same_error_rows_from_both_engines(archive, tiny_model_dir, local_ray,
                                                                            capsys, tmp_path):
-    """A missing path, or a pipe, is an error row (written first) and the other images are classified, exit 1.
-    A file name that is not valid UTF-8 is classified by the local engine; Ray's file system cannot open it."""
+    """A missing path, or a pipe, is an error row in its place and the other images are classified, exit 1; a
+    folder's files come sorted in its place, and a file given twice gets two rows. A file name that is not valid
+    UTF-8 is classified by the local engine; Ray's file system cannot open it. Both engines, stdout and --out."""
     pipe, missing = tmp_path / "pipe.jpg", tmp_path / "missing.jpg"
     os.mkfifo(pipe)
     not_utf8 = Path(os.fsdecode(os.path.join(os.fsencode(tmp_path), b"caf\xe9.jpg")))
     shutil.copy(archive / "lesion_01.jpg", not_utf8)
-    paths = [archive / "lesion_00.png", missing, pipe, not_utf8, archive / "lesion_02.jpg"]
+    odd = sorted((archive / "odd").iterdir())
+    paths = [archive / "lesion_00.png", missing, archive / "odd", pipe, not_utf8, archive / "lesion_02.jpg",
+             archive / "lesion_00.png"]
+    expected = [str(p) for p in paths[:2] + odd + paths[3:]]
     rows = {}
-    for engine, errors in (("local", 2), ("ray", 3)):
+    for engine in ("local", "ray"):
         status, out, err = predict(capsys, *paths, "--engine", engine, "--model", tiny_model_dir)
-        assert status == 1 and "Traceback" not in err and f"summary: 5 images, {errors} errors" in err, err
+        assert status == 1 and "Traceback" not in err and f"summary: {len(expected)} images, " in err, err
         rows[engine] = json_lines(out)
+        assert [r["path"] for r in rows[engine]] == expected, engine
     local, ray = rows["local"], rows["ray"]
-    assert [r["path"] for r in local] == [str(missing), str(pipe), *map(str, paths[0:1] + paths[3:])]
-    assert local[0]["error"] == f"{missing}: no such file" and "not a regular file" in local[1]["error"]
-    assert all("label" in r for r in local[2:])
-    assert [r["path"] for r in ray] == [str(missing), str(pipe), str(not_utf8), *map(str, paths[0:1] + paths[4:])]
-    assert "--engine ray reads only file names that are valid UTF-8" in ray[2]["error"]
-    assert_close(local[:2] + [local[2], local[4]], ray[:2] + ray[3:])
+    where = {path: i for i, path in enumerate(expected)}  # the last of a path given twice
+    assert local[1]["error"] == f"{missing}: no such file" and "not a regular file" in local[where[str(pipe)]]["error"]
+    assert [r for r in local if "error" in r] == [r for r in local[:where[str(pipe)] + 1] if "error" in r]
+    assert all("label" in r for r in local[where[str(pipe)] + 1:]) and local[0] == local[-1]
+    utf8 = where[str(not_utf8)]
+    assert "--engine ray reads only file names that are valid UTF-8" in ray[utf8]["error"]
+    assert_close(local[:utf8] + local[utf8 + 1:], ray[:utf8] + ray[utf8 + 1:])
+    status, _, err = predict(capsys, *paths, "--engine", "ray", "--model", tiny_model_dir, "--out",
+                             tmp_path / "ray.csv")
+    assert status == 1, err
+    assert [r["path"] for r in csv.DictReader((tmp_path / "ray.csv").read_text().splitlines())] == [
+        printable(path) for path in expected]
 
 
 def test_ray_engine_csv_on_stdout_and_uris(archive, tiny_model_dir, local_ray, capsys):
@@ -169,6 +181,9 @@ def test_ray_engine_resumes_a_parquet_output(archive, tiny_model_dir, local_rows
     table = pyarrow_parquet.read_table(out).to_pylist()
     by_path = {row["path"]: row for row in table}
     assert len(table) == len(by_path) == len(local_rows)
+    first = [str(partial / Path(r["path"]).relative_to(archive)) for r in local_rows]
+    first = [path for path in first if Path(path) not in later]
+    assert [row["path"] for row in table] == first + [str(path) for path in later]  # runs in order, each in order
     for record in local_rows:
         row = by_path[str(partial / Path(record["path"]).relative_to(archive))]
         assert row["label"] == record.get("label") and row["error"] == record.get("error")
@@ -188,6 +203,49 @@ def test_local_engine_out_resumes_after_a_cut_off_line(archive, tiny_model_dir, 
     assert json_lines(out.read_text()) == local_rows
     status, _, err = predict(capsys, archive, "--model", tiny_model_dir, "--out", out)
     assert status == 0 and summary_images(err) == 0
+
+
+def out_paths(out: Path) -> list[str]:
+    """The path column of an --out file or folder, in its order."""
+    if out.suffix == ".jsonl":
+        return [r["path"] for r in json_lines(out.read_text())]
+    if out.suffix == ".csv":
+        return [r["path"] for r in csv.DictReader(out.read_text().splitlines())]
+    return pytest.importorskip("pyarrow.parquet").read_table(out).column("path").to_pylist()
+
+
+def test_rows_follow_the_inputs_in_every_format(archive, tiny_model_dir, capsys, tmp_path):
+    """One row per input, in input order: a folder's files sorted in its place, error rows in place (a missing
+    file, broken files), on stdout (JSON lines and CSV) and in --out .jsonl, .csv and .parquet; a resumed --out
+    gets the inputs it lacks appended in input order."""
+    missing, broken = tmp_path / "missing.jpg", tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not really a jpeg")
+    odd = [str(f) for f in sorted((archive / "odd").iterdir())]
+    inputs = [archive / "lesion_03.jpg", missing, archive / "odd", broken, archive / "lesion_00.png"]
+    expected = [str(inputs[0]), str(missing), *odd, str(broken), str(inputs[4])]
+    model = ("--model", tiny_model_dir)
+
+    status, out, err = predict(capsys, *inputs, *model)
+    assert status == 1 and summary_images(err) == len(expected)
+    rows = json_lines(out)
+    assert [r["path"] for r in rows] == expected
+    assert rows[1]["error"] == f"{missing}: no such file" and rows[-2]["error"].startswith("broken.jpg: ")
+    assert "label" in rows[0] and "label" in rows[-1]
+    assert any("error" in r for r in rows[2:-2]) and any("label" in r for r in rows[2:-2])  # odd: both kinds
+    status, out, _ = predict(capsys, *inputs, *model, "--format", "csv")
+    table = list(csv.DictReader(out.splitlines()))
+    assert [r["path"] for r in table] == expected
+    assert [bool(r["error"]) for r in table] == ["error" in r for r in rows]
+
+    for suffix in (".jsonl", ".csv", ".parquet"):
+        fresh, resumed = tmp_path / f"fresh{suffix}", tmp_path / f"resumed{suffix}"
+        status, out, err = predict(capsys, *inputs, *model, "--out", fresh)
+        assert status == 1 and not out and out_paths(fresh) == expected, suffix
+        predict(capsys, archive / "odd", inputs[4], *model, "--out", resumed)
+        status, _, err = predict(capsys, *inputs, *model, "--out", resumed)
+        assert summary_images(err) == 3, (suffix, err)  # lesion_03, missing.jpg, broken.jpg
+        assert out_paths(resumed) == [*odd, str(inputs[4]), str(inputs[0]), str(missing), str(broken)], suffix
+    assert json_lines((tmp_path / "fresh.jsonl").read_text()) == rows
 
 
 def test_out_csv_keeps_its_columns_and_other_misuse_is_an_error(archive, tiny_model_dir, capsys, tmp_path):

@@ -1,5 +1,8 @@
 """``python -m classifier predict``: classify image files and folders, one JSON line (or CSV row) per image.
 
+One row per input, in input order: a folder stands for its image files, sorted, in its place; an input that
+cannot be classified (missing, not a file, broken) gets an error row in its place.
+
 Two engines give the same rows: ``local`` (default) classifies in this process; ``ray`` spreads the work over
 Ray Data actors, on this machine or a cluster (classifier/scale.py). ``--out`` writes .jsonl, .csv or .parquet
 instead of stdout, and a second run with the same ``--out`` skips the images it already holds.
@@ -39,7 +42,7 @@ def add_arguments(p):
 
 
 def image_paths(paths: list[Path]) -> list[Path]:
-    """Files as given; folders expanded recursively to their image files, sorted."""
+    """Files as given, in order; each folder in its place, expanded recursively to its image files, sorted."""
     found = []
     for path in paths:
         if path.is_dir():
@@ -130,15 +133,14 @@ def run(args):
     if written_as != "json":  # JSON records carry the notice themselves
         print(DISCLAIMER, file=sys.stderr)
     try:
-        unreadable = {} if uris else unreadable_files(todo.ids, ray_engine)  # an error row each, written first
-        for path, error in unreadable.items():
-            writer.write(record_of(path, error))
-        todo = todo.without(set(unreadable))
+        unreadable = {} if uris else unreadable_files(todo.ids, ray_engine)
+        known = {position: record_of(path, unreadable[path])  # an error row each, in its place
+                 for position, path in enumerate(todo.ids) if path in unreadable}
         if ray_engine:
-            result = score_ray(classifier, todo, writer, args)
+            result = score_ray(classifier, todo, writer, args, known)
         else:
             result = score_local(classifier, [Path(p) for p in todo.ids], writer, args.top_k, args.tta, heatmap,
-                                 Overlays(args.heatmap_dir))
+                                 Overlays(args.heatmap_dir), known)
     except BrokenPipeError:  # e.g. piped into head
         sys.stderr.close()
         return 1
@@ -149,8 +151,6 @@ def run(args):
             writer.close()
         except OSError:  # BrokenPipeError included
             pass
-    result.images += len(unreadable)
-    result.errors += len(unreadable)
     print(result.summary(), file=sys.stderr)
     return 1 if result.errors else 0
 
@@ -178,8 +178,9 @@ class RayRunError(RuntimeError):
     """The Ray run failed as a whole (cluster unreachable, workers unable to load the model, ...)."""
 
 
-def score_ray(classifier, inputs, writer, args):
-    """Score on Ray with the model source the driver resolved, so every worker loads the same model."""
+def score_ray(classifier, inputs, writer, args, known: dict[int, dict]):
+    """Score on Ray with the model source the driver resolved, so every worker loads the same model; ``known``:
+    the records of inputs not to score (by position), written in their place."""
     from classifier import scale
 
     source = classifier.source
@@ -189,7 +190,7 @@ def score_ray(classifier, inputs, writer, args):
         model, revision = (str(source.path) if source is not None else args.model), None
     try:
         return scale.score_on_ray(inputs, writer.write, model, revision, args.runtime, args.top_k,
-                                  address=args.address, num_cpus=args.num_cpus, flush=writer.flush)
+                                  address=args.address, num_cpus=args.num_cpus, flush=writer.flush, known=known)
     except (BrokenPipeError, KeyboardInterrupt):
         raise
     except Exception as exc:  # Ray raises many types (RayTaskError wraps the worker's own); report its first line
@@ -197,39 +198,43 @@ def score_ray(classifier, inputs, writer, args):
         raise RayRunError(f"the Ray run failed: {lines[0] if lines else type(exc).__name__}") from exc
 
 
-def score_local(classifier, paths: list[Path], writer, top_k: int, tta: bool, heatmap: bool, overlays):
-    """Score in this process through the Classifier's batch path (one image at a time with TTA or heatmaps)."""
+def score_local(classifier, paths: list[Path], writer, top_k: int, tta: bool, heatmap: bool, overlays,
+                known: dict[int, dict] | None = None):
+    """Score in this process through the Classifier's batch path (one image at a time with TTA or heatmaps);
+    one record per path, in order. ``known``: the records of paths not to score (by position), e.g. error rows."""
     from tqdm import tqdm
 
-    from classifier.results import record_of
+    from classifier.results import InOrder, record_of
     from classifier.scale import EngineRun
 
+    known = known or {}
     result = EngineRun(engine="local")
     clock = time.perf_counter()
-    bar = tqdm(total=len(paths), unit="img", disable=True if len(paths) < 20 else None)  # None: off when not a TTY
+    ordered = InOrder(writer, len(paths))
+    for position, record in sorted(known.items()):
+        ordered.put(position, record)
+    todo = [(position, path) for position, path in enumerate(paths) if position not in known]
+    bar = tqdm(total=len(todo), unit="img", disable=True if len(todo) < 20 else None)  # None: off when not a TTY
     if tta or heatmap:
-        for path in paths:
+        for position, path in todo:
             try:
                 prediction = classifier.classify(path, top_k=top_k, tta=tta, heatmap=heatmap)
                 record = record_of(str(path), prediction, heatmap=heatmap, overlay=overlays.save(path, prediction))
             except Exception as exc:  # ImageError, or a failure writing the overlay: report, go on
                 record = record_of(str(path), exc)
-            writer.write(record)
-            result.images += 1
-            result.errors += "error" in record
+            ordered.put(position, record)
             bar.update()
     else:
-        for start in range(0, len(paths), BATCH_SIZE):
-            chunk = paths[start:start + BATCH_SIZE]
-            for path, outcome in zip(chunk, classifier.classify_each(chunk, top_k=top_k, batch_size=BATCH_SIZE),
-                                     strict=True):
-                record = record_of(str(path), outcome)
-                writer.write(record)
-                result.images += 1
-                result.errors += "error" in record
+        for start in range(0, len(todo), BATCH_SIZE):
+            chunk = todo[start:start + BATCH_SIZE]
+            outcomes = classifier.classify_each([path for _, path in chunk], top_k=top_k, batch_size=BATCH_SIZE)
+            for (position, path), outcome in zip(chunk, outcomes, strict=True):
+                ordered.put(position, record_of(str(path), outcome))
             writer.flush()
             bar.update(len(chunk))
     bar.close()
+    assert not ordered.missing, ordered.missing  # every position was put
+    result.images, result.errors = ordered.written, ordered.errors
     result.seconds = time.perf_counter() - clock
     return result
 
