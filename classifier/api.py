@@ -35,12 +35,16 @@ def ood_flags(config: ModelConfig, logits: np.ndarray, features: np.ndarray | No
     """The served out-of-distribution rule on the model's own scores, per image (the image checks for uniform,
     colourless or noise-like pictures come on top, in :meth:`Classifier.classify`).
 
-    ``logits`` (N, K) and ``features`` (N, D) are those of each image's first (identity) view. Returns
+    ``logits`` (N, V, K) are each image's per-view logits (or (N, K) for one view) and ``features`` (N, D) the
+    mean of its views' pooled features, so that with the eight symmetries of the square served, the warning,
+    like the probabilities, is the same however the image is turned. The energy is the mean of the views'
+    energies. Returns
     ``energy`` and ``by_energy`` (energy above ``ood.energy_threshold``; all False without one), ``distance``
     and ``by_features`` (Mahalanobis feature distance above ``ood.feature_threshold``; NaN and False without
     the feature score or features), and ``warned``: either.
     """
-    scores = energy(np.atleast_2d(logits))
+    logits = np.asarray(logits)
+    scores = energy(logits).mean(axis=1) if logits.ndim == 3 else energy(np.atleast_2d(logits))
     by_energy = scores > config.ood_threshold if config.ood_threshold is not None else np.zeros(len(scores), bool)
     distance = np.full(len(scores), np.nan)
     by_features = np.zeros(len(scores), bool)
@@ -224,7 +228,7 @@ class Classifier:
         once, run the runtime on the views (default: the served ones) of the good images in batches of about
         ``batch_size``. Yields per
         image, in order, its exception or (prepared, logits (V, K), first view's activation maps (h, w, K),
-        first view's pooled features (D,) or None)."""
+        the views' mean pooled features (D,) or None)."""
         images = list(images)
         views = views or self.config.served_views
         per_batch = max(batch_size // len(views), 1)
@@ -245,7 +249,7 @@ class Classifier:
                     logits = logits.reshape(len(good), len(views), -1)
                     cam = cam.reshape(len(good), len(views), *cam.shape[1:])[:, 0]
                     features = ([None] * len(good) if features is None
-                                else features.reshape(len(good), len(views), -1)[:, 0])
+                                else features.reshape(len(good), len(views), -1).mean(axis=1))
                     outputs = iter(zip(good, logits, cam, features, strict=True))
                 for item in prepared:
                     yield item if isinstance(item, Exception) else next(outputs)
@@ -260,7 +264,7 @@ class Classifier:
         order = np.argsort(-probs, kind="stable")
         ranked = [ClassProbability(codes[i], self.labels[i].name, round(float(probs[i]), 6), self.labels[i].malignant)
                   for i in order]
-        flags = ood_flags(self.config, logits[:1], None if features is None else features[None],
+        flags = ood_flags(self.config, logits[None], None if features is None else features[None],
                           self.feature_statistics)
         score = float(flags["energy"][0])
         reasons = image_check_reasons(prepared)

@@ -174,17 +174,47 @@ def prepare(image: Image.Image, size: int) -> np.ndarray:
     """The model's view of an RGB image: the largest centred square, resized to ``size`` x ``size``.
 
     Returns uint8 pixels (size, size, 3); the model normalises them itself. A full HAM10000 frame
-    (4:3) and its published 450x450 centre crop give the same view.
+    (4:3) and its published 450x450 centre crop give the same view. Turning or mirroring the image turns or
+    mirrors the view exactly (pixel for pixel), so averaging the eight symmetries of the square gives every
+    orientation of a picture the same answer.
     """
+    factor = min(image.size) // (4 * size)
+    if factor >= 2:  # a huge picture (not a JPEG, which draft decoding reduced): average blocks first, in 8 bits,
+        # so that the float channels below stay small (7000 px: 196 MB each). Turning it then gives exactly the
+        # turned view only where the factor divides both sides.
+        image = image.reduce(factor)
     width, height = image.size
     side = min(width, height)
-    left, top = (width - side) // 2, (height - side) // 2
-    square = image.crop((left, top, left + side, top + side))
-    return np.asarray(square.resize((size, size), Image.BICUBIC), dtype=np.uint8)
+    # a float box centres the square exactly even when (width - side) is odd: an integer crop would shift by
+    # one pixel, differently for the image and its mirror
+    left, top = (width - side) / 2, (height - side) / 2
+    if side == size and left.is_integer() and top.is_integer():
+        left, top = int(left), int(top)
+        return np.asarray(image.crop((left, top, left + side, top + side)), dtype=np.uint8)
+    # Each channel is resampled in float, twice: as it is and transposed, and the two averaged. 8-bit resampling
+    # rounds between its horizontal and vertical passes, and a turned image swaps the passes (one pixel in nine
+    # moved by one level); float resampling still rounds its intermediate to float32, which moved a few pixels
+    # across a rounding boundary. The average of both orders is the same for an image and its transpose.
+    box = (left, top, left + side, top + side)
+    box_transposed = (top, left, top + side, left + side)
+    bands = []
+    for band in image.split():
+        band = band.convert("F")
+        direct = np.asarray(band.resize((size, size), Image.BICUBIC, box=box))
+        swapped = np.asarray(band.transpose(Image.Transpose.TRANSPOSE).resize((size, size), Image.BICUBIC,
+                                                                             box=box_transposed)).T
+        bands.append((direct + swapped) / 2)
+    return np.clip(np.rint(np.stack(bands, axis=-1)), 0, 255).astype(np.uint8)
+
+
+def draft_side(size: int) -> int:
+    """The pixels per side that JPEG draft decoding keeps for a ``size``-pixel view: twice the view, so draft
+    decoding only ever applies to photos at least four times the view's side (a phone's 4000x3000 decodes at
+    1/4 scale), where the resize that follows still averages over two or more decoded pixels. A draft to the
+    view's size itself changed the answer (docs/training.md, the decode-path measurement)."""
+    return 2 * size
 
 
 def load_and_prepare(source, size: int) -> np.ndarray:
-    """:func:`load_image` then :func:`prepare`."""
-    # JPEG draft decoding scales in the DCT domain to the smallest power-of-two reduction that keeps at least
-    # ``size`` pixels per side: a 600x450 file decodes 3x faster (~1.3 ms instead of ~3.9 ms at 224 px).
-    return prepare(load_image(source, draft_size=size), size)
+    """:func:`load_image` then :func:`prepare`: the one decode path of training, evaluation and serving."""
+    return prepare(load_image(source, draft_size=draft_side(size)), size)

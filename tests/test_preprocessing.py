@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from classifier.preprocessing import ImageError, load_and_prepare, load_image, prepare
+from classifier.preprocessing import ImageError, draft_side, load_and_prepare, load_image, prepare
 from tests.conftest import lesion_like
 
 
@@ -43,7 +43,7 @@ def test_load_and_prepare_matches_prepare_of_load_image(tmp_path):
     buffer = io.BytesIO()
     Image.fromarray(lesion_like(300)).save(buffer, "JPEG", quality=90)
     data = buffer.getvalue()
-    np.testing.assert_array_equal(load_and_prepare(data, 96), prepare(load_image(data, draft_size=96), 96))
+    np.testing.assert_array_equal(load_and_prepare(data, 96), prepare(load_image(data, draft_size=draft_side(96)), 96))
 
 
 @pytest.mark.parametrize("source, message", [

@@ -15,7 +15,7 @@ def predict_logits(classifier, paths: list[Path], tta: bool = False, batch_size:
                    show_progress: bool = True, with_features: bool = False, views: tuple[str, ...] | None = None):
     """Per-view logits (N, V, K) for image files, through the classifier's one batch path: V is the number of
     served views, or of the test-time augmentation views with ``tta``, or of ``views``. With ``with_features``,
-    also the pooled features of the first view, (N, D): a tuple is returned. A file that cannot be read raises
+    also the mean pooled features of the views, (N, D): a tuple is returned. A file that cannot be read raises
     its error (a measurement needs them all)."""
     views = views or classifier.views(tta)
     out, features = [], []
@@ -82,5 +82,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, class_bias=None) -> 
 
 
 def energy_threshold(logits: np.ndarray, in_distribution_rate: float = 0.95) -> float:
-    """Energy score that the given share of (validation) images stays under."""
-    return round(float(np.quantile(energy(logits), in_distribution_rate)), 4)
+    """Energy score that the given share of (validation) images stays under; for per-view logits (N, V, K), the
+    mean of the views' energies (what is served)."""
+    scores = energy(logits)
+    return round(float(np.quantile(scores.mean(axis=1) if scores.ndim == 2 else scores, in_distribution_rate)), 4)

@@ -28,8 +28,8 @@ def measure(config, view_logits: np.ndarray, labels, features: np.ndarray | None
     """The figures named in the module docstring, for labelled images.
 
     ``config`` is the model's :class:`~classifier.model_folder.ModelConfig`; ``view_logits`` (N, V, K) the
-    per-view logits (the first view is the identity view the out-of-distribution rule reads); ``features`` (N, D)
-    the first view's pooled features and ``feature_statistics`` the model's feature statistics, both needed when
+    per-view logits (the out-of-distribution rule reads the mean of their energies); ``features`` (N, D)
+    the views' mean pooled features and ``feature_statistics`` the model's feature statistics, both needed when
     the model has a feature threshold (without them the measured rate would not be the served one).
     """
     view_logits = np.asarray(view_logits)
@@ -44,7 +44,7 @@ def measure(config, view_logits: np.ndarray, labels, features: np.ndarray | None
         raise ValueError("the model flags images by their feature distance too: measure() needs the pooled "
                          "features and the feature statistics to measure its out-of-distribution warning")
     if has_energy or has_features:
-        flags = ood_flags(config, view_logits[:, 0], features, feature_statistics)
+        flags = ood_flags(config, view_logits, features, feature_statistics)
         metrics["ood_warning_rate"] = _rate(flags["warned"])
         if has_energy:
             metrics["ood_warning_rate_energy"] = _rate(flags["by_energy"])
@@ -59,7 +59,7 @@ def measure(config, view_logits: np.ndarray, labels, features: np.ndarray | None
 
 
 def predict_for_measure(classifier, paths, tta: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-    """(per-view logits (N, V, K), first-view pooled features (N, D) or None when the model has no feature score)
+    """(per-view logits (N, V, K), the views' mean pooled features (N, D) or None when the model has no feature score)
     of image files: what :func:`measure` needs, in one pass."""
     if classifier.feature_statistics is None:
         return predict_logits(classifier, paths, tta=tta), None

@@ -40,7 +40,7 @@ def base_config(settings: dict, dropout: float = 0.3) -> dict:
         },
         "labels": [{"code": c.code, "name": c.name, "malignant": c.malignant} for c in CLASSES],
         "calibration": {"temperature": 1.0, "fitted_on": None},
-        "ood": {"score": "energy = -logsumexp(logits)", "energy_threshold": None},
+        "ood": {"score": "energy = -logsumexp(logits), the mean over the served views", "energy_threshold": None},
         "serving": {"views": list(SERVED_VIEWS), "runtime": "LiteRT (model.tflite), float32"},
         "tta": {"views": list(TTA_VIEWS)},
         "training": settings,
@@ -120,8 +120,9 @@ def fit_uncertainty(out: Path, raw: dict, val_probs: np.ndarray, y_val: np.ndarr
     fitted = fit_mahalanobis(train_features, y_train, len(raw["labels"]))
     np.savez(out / "ood_features.npz", **fitted)
     raw["files"]["ood_features"] = file_entry(out, "ood_features.npz")
-    raw["ood"]["feature_score"] = ("Mahalanobis distance of the L2-normalised pooled features to the nearest class "
-                                   "mean, shared covariance of the training features (squared, per dimension)")
+    raw["ood"]["feature_score"] = ("Mahalanobis distance of the L2-normalised pooled features (mean over the served "
+                                   "views) to the nearest class mean, shared covariance of the training features "
+                                   "(squared, per dimension)")
     raw["ood"]["feature_threshold"] = round(float(np.quantile(mahalanobis_distance(val_features, fitted), 0.97)), 4)
     raw["ood"]["feature_quantile"] = 0.97
     raw["ood"]["chosen_on"] = ("validation split: 99% of in-distribution images stay under the energy threshold, "
@@ -155,8 +156,7 @@ def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Pat
     classifier = Classifier(out)
     val_paths = [paths[i] for i in ids["val"]]
     val_views, val_features = predict_logits(classifier, val_paths, with_features=True)  # the served views
-    _, train_features = predict_logits(classifier, [paths[i] for i in ids["train"]], views=("identity",),
-                                       with_features=True)
+    _, train_features = predict_logits(classifier, [paths[i] for i in ids["train"]], with_features=True)
     train_counts = np.bincount(y["train"], minlength=len(CODES))
     tau = fit_prior_correction(val_views, y["val"], train_counts)
     bias = np.round(prior_bias(tau, train_counts), 4)
@@ -168,7 +168,7 @@ def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Pat
                      "log(training class frequency) with tau maximising (accuracy + balanced accuracy) / 2, then "
                      "the temperature minimising negative log-likelihood",
     }
-    raw["ood"]["energy_threshold"] = energy_threshold(val_views[:, 0], 0.99)
+    raw["ood"]["energy_threshold"] = energy_threshold(val_views, 0.99)
     raw["ood"]["energy_quantile"] = 0.99
     fit_uncertainty(out, raw, mean_probabilities(val_views, temperature, bias), y["val"], train_features,
                     y["train"], val_features)

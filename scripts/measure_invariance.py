@@ -1,0 +1,94 @@
+"""Same lesion, same answer: how far the served prediction moves when the same test-split picture arrives turned or
+mirrored, or in another format, size, orientation tag or colour mode (classifier.reporting.robustness).
+
+    .venv/bin/python -m scripts.measure_invariance --model model --data ../shared/data/ham10000 [--images 60]
+        [--runtime litert|keras] [--tta] [--out runs/invariance.json]
+
+Three groups of test-split pictures: ``--images`` full frames (200x150), as many 224x224 centre crops, and
+every 600x450 JPEG of the split, whose file is also compared with its own fully decoded pixels. Prints one
+line per comparison (mean, p95 and largest change of any class probability, top-class changes) and the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from classifier.api import Classifier
+from classifier.data import load_split, read_metadata
+from classifier.reporting.robustness import delivery_shifts, shift, summary, symmetry_shifts
+from classifier.source import resolve_model_source
+
+
+def test_pictures(data: Path, split: dict[str, str], folder: str, count: int | None) -> list[Path]:
+    """The test-split images of one of the data set's folders, a seeded choice of ``count`` (all: None)."""
+    test_ids = sorted(i for i, s in split.items() if s == "test")
+    paths = [data / folder / f"{i}.jpg" for i in test_ids if (data / folder / f"{i}.jpg").is_file()]
+    if count is not None and count < len(paths):
+        chosen = np.random.default_rng(0).choice(len(paths), count, replace=False)
+        paths = [paths[i] for i in sorted(chosen)]
+    return paths
+
+
+def measure(classifier: Classifier, groups: dict[str, list[Path]], tta: bool) -> dict:
+    results = {}
+    for group, paths in groups.items():
+        per_kind: dict[str, tuple[list[float], list[bool]]] = {}
+
+        def add(kind: str, value: tuple[float, bool], per_kind=per_kind) -> None:
+            shifts, changed = per_kind.setdefault(kind, ([], []))
+            shifts.append(value[0])
+            changed.append(value[1])
+
+        for path in paths:
+            with Image.open(path) as opened:
+                upright = opened.convert("RGB")  # fully decoded: no draft
+            for value in symmetry_shifts(classifier, upright, tta=tta).values():
+                add("symmetries (7 per picture)", value)
+            for kind, value in delivery_shifts(classifier, upright, tta=tta).items():
+                add(kind, value)
+                add("all deliveries", value)
+            add("the file itself", shift(classifier.classify(np.asarray(upright), tta=tta),
+                                         classifier.classify(path, tta=tta)))
+        results[group] = {kind: summary(*values) for kind, values in per_kind.items()}
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=None, help="model folder or Hub repo id (default: the bundled model/)")
+    p.add_argument("--data", type=Path, required=True, help="HAM10000 folder")
+    p.add_argument("--images", type=int, default=60, help="test-split pictures per small-image folder")
+    p.add_argument("--runtime", default="auto", choices=("auto", "litert", "keras"))
+    p.add_argument("--tta", action="store_true", help="classify with the test-time augmentation views")
+    p.add_argument("--out", type=Path, help="also write the figures as JSON here")
+    args = p.parse_args(argv)
+    source = resolve_model_source(args.model)
+    classifier = Classifier(source.path, runtime=args.runtime)
+    read_metadata(args.data)  # a clear error for a folder that is not the data set
+    split = load_split(classifier.config.file("split"))
+    groups = {"200x150 full frames": test_pictures(args.data, split, "images_200x150", args.images),
+              "224x224 centre crops": test_pictures(args.data, split, "images_center224", args.images),
+              "600x450 JPEGs": test_pictures(args.data, split, "images_600x450", None)}
+    results = {"model": str(source.path), "runtime": classifier.runtime.name,
+               "views": list(classifier.views(args.tta)), "groups": measure(classifier, groups, args.tta)}
+    for group, kinds in results["groups"].items():
+        print(f"{group} ({len(groups[group])} pictures)")
+        for kind, s in kinds.items():
+            print(f"  {kind:28s} n={s['n']:4d} mean={s['mean']:.4f} p95={s['p95']:.4f} max={s['max']:.4f} "
+                  f"top class changed {s['top_class_changed']}")
+    text = json.dumps(results, indent=2)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
