@@ -17,6 +17,19 @@ Arguments, in order: image, top_k (1..number of classes), test-time augmentation
 ("predicted" or a class code). ``/classify_json`` is an API-only endpoint (``gr.api``): it returns the result
 dict and raises an error (gradio_client's AppError) on bad input. ``/classify`` is what the page calls: on bad
 input its first output is the message and the others are empty.
+
+The named endpoints, with the labels that ``client.view_api()`` gives their values (the page's labels; some
+are hidden on the page):
+
+- ``/classify``: image "Dermatoscopic image (at most ...)", top_k "Top-k classes", tta "Test-time
+  augmentation", heatmap_class "Heatmap for class" -> "Warning or error message" (Markdown text, empty when
+  all is well), "Most probable classes" (label dict), "Malignancy" (Markdown), "Heatmap" (JPEG file path),
+  "Heatmap caption" (Markdown), "Result" (the JSON result dict).
+- ``/classify_json``: the same four parameters -> "Result" (the JSON result dict).
+- ``/classify_batch``: files "Images, or one zip of images" -> "Summary" (Markdown), "Results table"
+  (dataframe: headers and data), "Results as CSV" (file path).
+
+Nothing else is an endpoint: the example gallery and the heatmap toggle are private to the page.
 """
 
 import argparse
@@ -145,16 +158,18 @@ def build_demo(classifier, max_file_size: str | int = "10mb"):
                             heatmap_class = gr.Dropdown(logic.heatmap_choices(classifier), value=logic.PREDICTED,
                                                         label="Heatmap for class")
                     with gr.Column(elem_id="result-column"):
-                        warning = gr.Markdown(elem_id="warning")
+                        # Labels name the outputs in the API (gradio_client's view_api); hidden on the page.
+                        warning = gr.Markdown(label="Warning or error message", show_label=False, elem_id="warning")
                         labels = gr.Label(label="Most probable classes", elem_id="probabilities", show_heading=False)
-                        malignancy = gr.Markdown(elem_id="malignancy")
+                        malignancy = gr.Markdown(label="Malignancy", show_label=False, elem_id="malignancy")
                         with gr.Row(elem_id="heatmap-row", equal_height=False):
                             # JPEG: encoding a PNG here took longer than the model (python -m classifier bench)
                             heatmap = gr.Image(label=logic.heatmap_label(True), format="jpeg", height=190,
                                                interactive=False, elem_id="heatmap", scale=0, min_width=200)
                             with gr.Column(min_width=160):
                                 show_heatmap = gr.Checkbox(True, label="Show the heatmap", elem_id="show-heatmap")
-                                caption = gr.Markdown(elem_id="heatmap-caption")
+                                caption = gr.Markdown(label="Heatmap caption", show_label=False,
+                                                      elem_id="heatmap-caption")
                     with gr.Column(elem_id="examples-column"):
                         if found:
                             gallery = gr.Gallery(logic.gallery_items(found), columns=7, rows=2,
@@ -180,9 +195,10 @@ def build_demo(classifier, max_file_size: str | int = "10mb"):
                                 label="Images, or one zip of images", elem_id="batch-files")
                 batch_button = gr.Button("Classify all", variant="primary", elem_id="batch-run")
                 with gr.Row(equal_height=True):
-                    batch_summary = gr.Markdown(elem_id="batch-summary")
+                    batch_summary = gr.Markdown(label="Summary", show_label=False, elem_id="batch-summary")
                     csv_file = gr.File(label="Results as CSV", elem_id="batch-csv", interactive=False, height=60)
                 table = gr.Dataframe(headers=logic.BATCH_HEADERS, interactive=False, wrap=True,
+                                     label="Results table", show_label=False,
                                      elem_id="batch-table", column_widths=["22%", "33%", "12%", "33%"])
 
         # Server-side only (gr.State is neither sent to the browser nor an API parameter): the last result's
@@ -199,7 +215,12 @@ def build_demo(classifier, max_file_size: str | int = "10mb"):
               preprocess=False, trigger_mode="always_last")
         show_heatmap.change(on_toggle_heatmap, [show_heatmap, last_shown], [with_heatmap, heatmap],
                             api_visibility="private")
-        gr.api(classify_json, api_name="classify_json")
+        json_api = gr.api(classify_json, api_name="classify_json")
+        # gr.api labels its values "1st", "2nd", ...: give them the page's names, as the API shows labels
+        for block_id, label in zip([*json_api["inputs"], *json_api["outputs"]],
+                                   [image.label, top_k.label, tta.label, heatmap_class.label, result.label],
+                                   strict=True):
+            demo.blocks[block_id].label = label
         batch_button.click(on_batch, files, [batch_summary, table, csv_file], api_name="classify_batch")
     return demo
 

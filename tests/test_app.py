@@ -6,6 +6,7 @@ import base64
 import csv
 import io
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -405,6 +406,36 @@ def test_served_app_via_gradio_client(served, lesion_jpeg, tmp_path):
     with urllib.request.urlopen(served) as response:
         page = response.read().decode()
     assert DISCLAIMER.split("'")[0] in page
+
+
+@pytest.mark.slow
+def test_every_api_value_has_a_name_a_caller_understands(served):
+    """view_api() lists exactly the three named endpoints, and names every parameter and return of each by a
+    label of its own (not Gradio's value_NN for an unlabelled component, nor gr.api's "1st", "2nd"), as the
+    README and app.py's docstring list them."""
+    from gradio_client import Client
+
+    import app
+
+    info = Client(served, verbose=False).view_api(print_info=False, return_format="dict")
+    endpoints = info["named_endpoints"]
+    assert sorted(endpoints) == ["/classify", "/classify_batch", "/classify_json"] and not info["unnamed_endpoints"]
+    assert [len(endpoints[name]["returns"]) for name in sorted(endpoints)] == [6, 3, 1]
+    docs = {doc: " ".join(text.split()) for doc, text in  # lines joined
+            (("README", (ROOT / "README.md").read_text()), ("app.py", app.__doc__))}
+    for name, endpoint in endpoints.items():
+        labels = [value.get("label") or "" for value in endpoint["parameters"] + endpoint["returns"]]
+        for label in labels:
+            assert re.search(r"[A-Za-z]{3}", label), (name, label)
+            assert not re.fullmatch(r"value_\d+|\d+(st|nd|rd|th)|API|param_\d+", label.strip()), (name, label)
+            named = label.split(" (at most ")[0]  # the image's label carries the size cap
+            for doc, text in docs.items():
+                assert f'"{named}' in text, (doc, name, label)
+        returns = labels[len(endpoint["parameters"]):]
+        assert len(set(returns)) == len(returns), (name, returns)  # a caller can tell the outputs apart
+        for parameter in endpoint["parameters"]:
+            assert re.fullmatch(r"[a-z][a-z_]*", parameter["parameter_name"]), (name, parameter["parameter_name"])
+            assert not parameter["parameter_name"].startswith("param_")
 
 
 @pytest.mark.slow
