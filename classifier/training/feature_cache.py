@@ -1,0 +1,135 @@
+"""The served backbone's pooled features of every view, computed once and cached, so that a head recipe can be
+compared in minutes instead of a 2-hour backbone run (issue 16).
+
+    python -m classifier.training.feature_cache --model runs/e8/model --data DATA --out runs/features.npz
+
+For every train, val and test image of the model's ``split.json``: the per-view pooled features (N, V, D) and
+the per-view logits of the shipped head (N, V, K) of the eight symmetries of the square
+(``classifier.tta.VIEWS``), run through the model folder's own runtime (the int8 LiteRT graph), exactly as
+``Classifier.run_each`` prepares and batches them; plus labels, lesion ids and the metadata (age, sex,
+localization, dx_type). Each split is written to ``<out stem>.<split>.npz`` when done (a stopped run continues from
+there), then all of them into ``<out>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from classifier.data import SPLITS, load_split, read_metadata, resolve_images
+from classifier.labels import CODES
+from classifier.tta import VIEWS, views_of
+
+META = ("age", "sex", "localization", "dx_type")
+
+
+def view_outputs(classifier, images, views: tuple[str, ...] = tuple(VIEWS), batch_size: int = 32,
+                 progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-view logits (N, V, K) and pooled features (N, V, D) of images (paths, arrays, ...), prepared and
+    batched as ``Classifier.run_each`` does, but keeping every view's features (``run_each`` averages them).
+    A bad image raises its error: a cache needs them all."""
+    images = list(images)
+    per_batch = max(batch_size // len(views), 1)
+    logits, features = [], []
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for start in range(0, len(images), per_batch):
+            prepared = list(pool.map(classifier.prepare, images[start:start + per_batch]))
+            out_logits, _, out_features = classifier.forward(np.concatenate([views_of(p, views) for p in prepared]))
+            if out_features is None:
+                raise ValueError("this model has no pooled-features output; export it again")
+            logits.append(out_logits.reshape(len(prepared), len(views), -1))
+            features.append(out_features.reshape(len(prepared), len(views), -1))
+            if progress is not None:
+                progress(start + len(prepared), len(images))
+    if not logits:
+        return np.zeros((0, len(views), len(classifier.labels)), np.float32), np.zeros((0, len(views), 0), np.float32)
+    return np.concatenate(logits), np.concatenate(features)
+
+
+def split_arrays(records, split: dict[str, str], name: str) -> dict[str, np.ndarray]:
+    """Ids (sorted, as export orders them), labels, lesion ids and metadata of one split."""
+    chosen = sorted((r for r in records if split.get(r.image_id) == name), key=lambda r: r.image_id)
+    return {
+        "image_id": np.array([r.image_id for r in chosen], dtype=str),
+        "lesion_id": np.array([r.lesion_id for r in chosen], dtype=str),
+        "label": np.array([CODES.index(r.dx) for r in chosen], dtype=np.int64),
+        "age": np.array([np.nan if r.age is None else r.age for r in chosen], dtype=np.float32),
+        "sex": np.array([r.sex for r in chosen], dtype=str),
+        "localization": np.array([r.localization for r in chosen], dtype=str),
+        "dx_type": np.array([r.dx_type for r in chosen], dtype=str),
+    }
+
+
+def cache_features(model: Path, data: Path, out: Path, splits: tuple[str, ...] = ("val", "test", "train"),
+                   batch_size: int = 32, log=print) -> Path:
+    """Compute (or continue) the cache described in the module docstring; returns ``out``."""
+    from classifier.api import Classifier
+
+    classifier = Classifier(model)
+    tflite = classifier.config.file("tflite")
+    digest = hashlib.sha256(tflite.read_bytes()).hexdigest() if tflite is not None else ""
+    records = read_metadata(data)
+    split = load_split(classifier.config.file("split"))
+    views = tuple(VIEWS)
+    merged: dict[str, np.ndarray] = {}
+    for name in splits:
+        part = out.with_suffix(f".{name}.npz")
+        if part.is_file():
+            with np.load(part, allow_pickle=False) as stored:
+                arrays = dict(stored)
+            log(f"{name}: {len(arrays['label'])} images from {part}")
+        else:
+            arrays = split_arrays(records, split, name)
+            paths = resolve_images([r for r in records if r.image_id in set(arrays["image_id"])], data)
+            started, last = time.time(), [0.0]
+
+            def progress(done, total, name=name, started=started, last=last):
+                now = time.time()
+                if now - last[0] > 30 or done == total:
+                    last[0] = now
+                    log(f"{name}: {done}/{total} images, {now - started:.0f} s")
+
+            arrays["logits"], arrays["features"] = view_outputs(
+                classifier, [paths[i] for i in arrays["image_id"]], views, batch_size, progress)
+            arrays["seconds"] = np.array(time.time() - started)
+            np.savez(part, **arrays)
+        for key, value in arrays.items():
+            merged[f"{name}_{key}"] = value
+    np.savez(out, views=np.array(views), codes=np.array(CODES), model=str(model), tflite_sha256=digest, **merged)
+    log(f"wrote {out}")
+    return out
+
+
+def load_cache(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as stored:
+        return dict(stored)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", type=Path, default=Path("model"), help="model folder (its runtime and split.json)")
+    p.add_argument("--data", type=Path, required=True, help="HAM10000 folder")
+    p.add_argument("--out", type=Path, default=Path("runs/features.npz"))
+    p.add_argument("--splits", nargs="+", choices=SPLITS, default=["val", "test", "train"])
+    p.add_argument("--batch-size", type=int, default=32, help="views per runtime call")
+    args = p.parse_args(argv)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+
+    def log(message):
+        print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+    started = time.time()
+    cache_features(args.model, args.data, args.out, tuple(args.splits), args.batch_size, log)
+    log(f"done in {time.time() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
