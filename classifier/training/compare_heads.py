@@ -1,0 +1,281 @@
+"""Head recipes compared on cached backbone features (issue 16): minutes per recipe instead of a 2-hour run.
+
+    python -m classifier.training.compare_heads --features runs/features.npz --recipe cw_sqrt
+    python -m classifier.training.compare_heads --features runs/features.npz --recipe all --table
+
+A recipe trains a new head (Dropout on the pooled features + Dense(7), or a small MLP) on the TRAIN split's
+cached features (``classifier.training.feature_cache``), every epoch each image in one random view of the
+eight symmetries of the square, and is scored on VALIDATION exactly as a model folder is served: per-view
+logits, the prior correction and the temperature fitted on validation (``classifier.reporting.evaluation``, as
+``export`` fits them), the mean of the eight views' calibrated probabilities, then
+``classifier.reporting.metrics.classification_metrics``. Every recipe shares one schedule (AdamW, cosine decay,
+label smoothing 0.1, feature dropout 0.3, as the shipped training) and changes one thing. Results append to
+``<runs>/results.jsonl``, heads to ``<runs>/<recipe>_seed<N>.npz``.
+
+``--split test`` scores a recipe on the test split instead (calibration still fitted on validation): only for
+the winner, once. ``--candidate DIR --model FOLDER`` writes FOLDER's model.keras with the recipe's head into DIR
+(with config.json and split.json), for ``python -m classifier export --from-model DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from classifier.labels import CODES
+from classifier.reporting.evaluation import fit_prior_correction, fit_temperature, mean_probabilities, prior_bias
+from classifier.reporting.metrics import classification_metrics
+from classifier.training.fit import class_weights
+
+SETTINGS = {"epochs": 30, "batch_size": 64, "learning_rate": 1e-3, "weight_decay": 1e-4, "dropout": 0.3,
+            "label_smoothing": 0.1}
+# name: (description, overrides). "weights": class-weight power (0 none); "sampling": "balanced" draws every
+# class equally often; "loss": "focal" (gamma 2); "mixup": Beta(a, a) mixing of features and labels; "hidden":
+# a hidden ReLU layer of that width (the head is then no longer a drop-in for the served Dense layer).
+RECIPES = {
+    "shipped": ("the shipped head as served (the int8 graph's logits), no training", {}),
+    "shipped_float": ("the shipped head's Dense weights applied in float to the cached features", {}),
+    "cw_sqrt": ("class weights (n_max/n_c)^0.5, as the shipped training", {"weights": 0.5}),
+    "balanced": ("class-balanced sampling, no class weights", {"weights": 0.0, "sampling": "balanced"}),
+    "focal": ("focal loss, gamma 2, no class weights", {"weights": 0.0, "loss": "focal"}),
+    "cw_full": ("full inverse-frequency class weights (n_max/n_c)^1", {"weights": 1.0}),
+    "mixup": ("mixup on features (Beta(0.2, 0.2)) with class weights ^0.5", {"weights": 0.5, "mixup": 0.2}),
+    "mlp": ("2-layer MLP head (1280-256-7, ReLU, dropout 0.3) with class weights ^0.5",
+            {"weights": 0.5, "hidden": 256}),
+}
+TRAINED = [name for name in RECIPES if not name.startswith("shipped")]
+
+
+def sample_weights(labels: np.ndarray, num_classes: int, power: float) -> np.ndarray:
+    """Per-sample class weights (n_max / n_c) ** power, mean 1 over the samples (the shipped training's rule)."""
+    per_class = class_weights(labels, num_classes, power)
+    return np.array([per_class[int(c)] for c in labels])
+
+
+def epoch_samples(labels: np.ndarray, views: int, rng: np.random.Generator, balanced: bool = False):
+    """One epoch's (image index, view index) pairs: every image once in a random view, shuffled; with
+    ``balanced``, as many draws (with replacement) with every class equally likely."""
+    n = len(labels)
+    if balanced:
+        counts = np.bincount(labels)
+        p = 1.0 / counts[labels]
+        images = rng.choice(n, size=n, replace=True, p=p / p.sum())
+    else:
+        images = rng.permutation(n)
+    return images, rng.integers(0, views, size=n)
+
+
+def mixup(x, y, w, rng: np.random.Generator, alpha: float):
+    """Mix every sample with a random partner (of the epoch): lam ~ Beta(alpha, alpha) per sample."""
+    lam = rng.beta(alpha, alpha, size=len(x)).astype(np.float32)
+    partner = rng.permutation(len(x))
+    return (lam[:, None] * x + (1 - lam[:, None]) * x[partner], lam[:, None] * y + (1 - lam[:, None]) * y[partner],
+            lam * w + (1 - lam) * w[partner])
+
+
+def serve_and_score(val_logits: np.ndarray, y_val: np.ndarray, train_counts: np.ndarray,
+                    eval_logits: np.ndarray | None = None, y_eval: np.ndarray | None = None) -> dict:
+    """Fit the prior correction and the temperature on validation per-view logits (as export does), then
+    measure the mean of the views' calibrated probabilities on validation (or on ``eval_logits``)."""
+    tau = fit_prior_correction(val_logits, y_val, train_counts)
+    bias = prior_bias(tau, train_counts)
+    temperature = fit_temperature(val_logits, y_val, bias)
+    logits, y = (val_logits, y_val) if eval_logits is None else (eval_logits, y_eval)
+    m = classification_metrics(mean_probabilities(logits, temperature, bias), y, CODES)
+    return {"criterion": round((m["accuracy"] + m["balanced_accuracy"]) / 2, 4), "accuracy": m["accuracy"],
+            "balanced_accuracy": m["balanced_accuracy"], "melanoma_recall": m["melanoma_recall"],
+            "melanoma_auc": m["per_class"]["mel"]["auc"], "macro_auc": m["macro_auc"], "nll": m["nll"],
+            "tau": tau, "temperature": temperature, "n": m["n"]}
+
+
+def build_head(dim: int, num_classes: int, dropout: float, hidden: int = 0):
+    import keras
+
+    inputs = keras.Input((dim,), name="features")
+    x = keras.layers.Dropout(dropout, name="dropout")(inputs)
+    if hidden:
+        x = keras.layers.Dense(hidden, activation="relu", name="hidden")(x)
+        x = keras.layers.Dropout(dropout, name="hidden_dropout")(x)
+    return keras.Model(inputs, keras.layers.Dense(num_classes, name="predictions")(x))  # logits
+
+
+def train_head(features: np.ndarray, labels: np.ndarray, recipe: dict, seed: int = 0):
+    """A Keras head trained on (N, V, D) features as the recipe says; returns the model (logits out)."""
+    import keras
+
+    settings = {**SETTINGS, **recipe}
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    n, views, dim = features.shape
+    k = len(CODES)
+    weights = sample_weights(labels, k, settings.get("weights", 0.0))
+    model = build_head(dim, k, settings["dropout"], settings.get("hidden", 0))
+    steps = int(np.ceil(n / settings["batch_size"]))
+    schedule = keras.optimizers.schedules.CosineDecay(settings["learning_rate"], settings["epochs"] * steps)
+    if settings.get("loss") == "focal":
+        loss = keras.losses.CategoricalFocalCrossentropy(alpha=1.0, gamma=2.0, from_logits=True,
+                                                         label_smoothing=settings["label_smoothing"])
+    else:
+        loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=settings["label_smoothing"])
+    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=settings["weight_decay"]), loss=loss)
+    for epoch in range(settings["epochs"]):  # numpy arrays per epoch: much less overhead than a PyDataset here
+        images, views_chosen = epoch_samples(labels, views, rng, settings.get("sampling") == "balanced")
+        x = features[images, views_chosen].astype(np.float32)
+        y = np.eye(k, dtype=np.float32)[labels[images]]
+        w = weights[images].astype(np.float32)
+        if settings.get("mixup"):
+            x, y, w = mixup(x, y, w, rng, settings["mixup"])
+        model.fit(x, y, sample_weight=w, batch_size=settings["batch_size"], epochs=epoch + 1, initial_epoch=epoch,
+                  shuffle=False, verbose=0)
+    return model
+
+
+def head_logits(head, features: np.ndarray) -> np.ndarray:
+    """Per-view logits (N, V, K) of a head: a (kernel, bias) pair in numpy, or a Keras model."""
+    n, views, dim = features.shape
+    if isinstance(head, tuple):
+        kernel, bias = head
+        return np.einsum("nvd,dk->nvk", features, kernel) + bias
+    return head.predict(features.reshape(n * views, dim), batch_size=4096, verbose=0).reshape(n, views, -1)
+
+
+def shipped_head(model_folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The Dense(7) kernel and bias of a model folder's model.keras."""
+    import keras
+
+    from classifier.model_folder import read_config
+
+    model = keras.models.load_model(read_config(model_folder).file("keras"), safe_mode=True, compile=False)
+    kernel, bias = model.get_layer("predictions").get_weights()
+    return kernel, bias
+
+
+def run_recipe(cache: dict, name: str, seed: int, model_folder: Path, runs: Path, split: str = "val") -> dict:
+    """Train (or take) the recipe's head, score it; the head is saved beside the results."""
+    started = time.time()
+    y_train, y_val = cache["train_label"], cache["val_label"]
+    counts = np.bincount(y_train, minlength=len(CODES))
+    head_file = runs / f"{name}_seed{seed}.npz"
+    if name == "shipped":
+        val_logits, eval_logits = cache["val_logits"], cache.get(f"{split}_logits")
+    else:
+        if name == "shipped_float":
+            head = shipped_head(model_folder)
+        elif head_file.is_file() and split != "val":  # score the head chosen on validation, not a new one
+            with np.load(head_file) as stored:
+                head = (stored["kernel"], stored["bias"])
+        else:
+            model = train_head(cache["train_features"], y_train, RECIPES[name][1], seed)
+            head = model
+            if "hidden" not in RECIPES[name][1]:  # a linear head: the served Dense layer's weights
+                head = tuple(model.get_layer("predictions").get_weights())
+                np.savez(head_file, kernel=head[0], bias=head[1])
+        val_logits = head_logits(head, cache["val_features"])
+        eval_logits = head_logits(head, cache[f"{split}_features"])
+    scored = serve_and_score(val_logits, y_val, counts, eval_logits, cache[f"{split}_label"])
+    return {"recipe": name, "seed": seed, "split": split, **scored, "seconds": round(time.time() - started, 1),
+            "description": RECIPES[name][0], "settings": {**SETTINGS, **RECIPES[name][1]}}
+
+
+def write_candidate(model_folder: Path, kernel: np.ndarray, bias: np.ndarray, out: Path, note: dict) -> Path:
+    """``model_folder``'s model.keras with the "predictions" layer set to (kernel, bias), saved in ``out`` beside
+    its split.json and a config.json that lists only those two files (no LiteRT graph, calibration or metrics
+    yet: ``python -m classifier export --from-model out`` writes them)."""
+    import keras
+
+    from classifier.model_folder import file_entry, read_config, write_config
+
+    config = read_config(model_folder)
+    model = keras.models.load_model(config.file("keras"), safe_mode=True, compile=False)
+    model.get_layer("predictions").set_weights([kernel, bias])
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / "model.keras")
+    files = {"keras": "model.keras"}
+    if config.file("split") is not None:
+        shutil.copy(config.file("split"), out / "split.json")
+        files["split"] = "split.json"
+    raw = json.loads(json.dumps(config.raw))
+    for key in ("metrics", "conformal"):
+        raw.pop(key, None)
+    raw["calibration"] = {"temperature": 1.0, "fitted_on": None}
+    raw["ood"] = {"score": raw.get("ood", {}).get("score"), "energy_threshold": None}
+    raw["training"] = {**raw.get("training", {}), "head_retrained": note}
+    raw["files"] = {role: file_entry(out, name) for role, name in files.items()}
+    write_config(out, raw)
+    read_config(out)  # still a valid folder
+    return out
+
+
+def table(results: list[dict], commands: dict[str, str]) -> str:
+    rows = ["| recipe | command | wall time | val (acc + bal. acc) / 2 (seeds 0-2) | balanced acc. | melanoma "
+            "recall | melanoma AUC | macro AUC | accuracy | NLL | tau |", "| --- " * 11 + "|"]
+    for name in RECIPES:
+        runs = [r for r in results if r["recipe"] == name and r["split"] == "val"]
+        if not runs:
+            continue
+        r = ([r for r in runs if r["seed"] == 0] or runs)[-1]  # the latest
+        spread = sorted({x["seed"]: x["criterion"] for x in runs}.values())
+        seeds = f" ({min(spread):.4f}–{max(spread):.4f})" if len(spread) > 1 else ""
+        rows.append(f"| {name}: {r['description']} | `{commands.get(name, '')}` | {r['seconds']:.0f} s | "
+                    f"{r['criterion']:.4f}{seeds} | {r['balanced_accuracy']:.4f} | {r['melanoma_recall']:.4f} | "
+                    f"{r['melanoma_auc']:.4f} | {r['macro_auc']:.4f} | {r['accuracy']:.4f} | {r['nll']:.4f} | "
+                    f"{r['tau']} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--features", type=Path, default=Path("runs/features.npz"), help="feature_cache's output")
+    p.add_argument("--recipe", nargs="+", default=["all"], help=f"{', '.join(RECIPES)} or all")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--split", choices=("val", "test"), default="val", help="scored split (test: the winner, once)")
+    p.add_argument("--model", type=Path, help="model folder of the shipped head (default: the cache's)")
+    p.add_argument("--runs", type=Path, default=Path("runs/heads"), help="results.jsonl and the heads")
+    p.add_argument("--table", action="store_true", help="print the markdown table of results.jsonl")
+    p.add_argument("--candidate", type=Path, help="write the (first) recipe's seed head into this model folder")
+    args = p.parse_args(argv)
+
+    from classifier.training.feature_cache import load_cache
+
+    args.runs.mkdir(parents=True, exist_ok=True)
+    results_file = args.runs / "results.jsonl"
+    recipes = list(RECIPES) if args.recipe == ["all"] else args.recipe
+    unknown = [r for r in recipes if r not in RECIPES]
+    if unknown:
+        p.error(f"unknown recipe(s) {', '.join(unknown)}; choose from {', '.join(RECIPES)}")
+    started = time.time()
+    cache = load_cache(args.features)
+    model_folder = args.model or Path(str(cache["model"]))
+    print(f"loaded {args.features} in {time.time() - started:.0f} s (features of {model_folder})", file=sys.stderr)
+    if args.candidate:
+        name, seed = recipes[0], args.seeds[0]
+        with np.load(args.runs / f"{name}_seed{seed}.npz") as stored:
+            kernel, bias = stored["kernel"], stored["bias"]
+        note = {"recipe": name, "seed": seed, "description": RECIPES[name][0],
+                "settings": {**SETTINGS, **RECIPES[name][1]}, "features": str(args.features),
+                "command": f"python -m classifier.training.compare_heads --features {args.features} --recipe {name} "
+                           f"--seeds {seed}"}
+        print(write_candidate(model_folder, kernel, bias, args.candidate, note))
+        return 0
+    if not args.table:
+        for name in recipes:
+            for seed in args.seeds if name in TRAINED else [0]:
+                result = run_recipe(cache, name, seed, model_folder, args.runs, args.split)
+                with open(results_file, "a") as f:
+                    f.write(json.dumps(result) + "\n")
+                print(json.dumps({k: v for k, v in result.items() if k != "settings"}), flush=True)
+    if args.table and results_file.is_file():
+        results = [json.loads(line) for line in results_file.read_text().splitlines()]
+        commands = {name: f"python -m classifier.training.compare_heads --recipe {name}" for name in RECIPES}
+        print(table(results, commands))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
