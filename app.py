@@ -103,7 +103,9 @@ def build_demo(classifier, max_file_size: str | int = "10mb"):
     classes = len(classifier.config.labels)
 
     def on_classify(image, top_k, tta, heatmap_class, with_heatmap):
-        shown = logic.show(classifier, image, top_k, tta, heatmap_class, max_bytes, upload_dir)
+        # The pictures go out as files written once (see logic.jpeg_file), and the state keeps their paths
+        shown = logic.as_files(logic.show(classifier, image, top_k, tta, heatmap_class, max_bytes, upload_dir),
+                               upload_dir)
         # API calls have no page state (None): they get the heatmap. A plain image, so API callers get a file;
         # the label is the toggle's business.
         picture = logic.displayed_image(shown, with_heatmap is not False)

@@ -9,6 +9,9 @@ from __future__ import annotations
 import base64
 import binascii
 import csv
+import dataclasses
+import hashlib
+import io
 import os
 import re
 import tempfile
@@ -159,15 +162,16 @@ def classes_markdown(classifier: Classifier) -> str:
 class Shown:
     """Everything the page shows for one request; ``problem`` is set when the input could not be classified.
 
-    ``heatmap`` is the overlay and ``view`` the model's view without it (both enlarged for the page)."""
+    ``heatmap`` is the overlay and ``view`` the model's view without it (both enlarged for the page; images, or
+    their JPEG files after ``as_files``)."""
 
     message: str
     labels: dict[str, float] | None
     malignancy: str
-    heatmap: Image.Image | None
+    heatmap: Image.Image | str | None
     result: dict | None
     problem: str | None = None
-    view: Image.Image | None = None
+    view: Image.Image | str | None = None
     caption: str = ""
 
 
@@ -241,11 +245,49 @@ def show(classifier: Classifier, image, top_k=3, tta: bool = False, heatmap_clas
                  caption=HEATMAP_CAPTION.format(name=prediction.heatmap_class))
 
 
-def displayed_image(shown: Shown | None, with_heatmap: bool) -> Image.Image | None:
+def displayed_image(shown: Shown | None, with_heatmap: bool) -> Image.Image | str | None:
     """The overlay, or the model's view alone."""
     if shown is None:
         return None
     return shown.heatmap if with_heatmap else shown.view
+
+
+def jpeg_file(image: Image.Image, folder: str | os.PathLike, name: str = "image") -> str:
+    """``image`` as a JPEG in ``folder`` (Gradio's cache): ``<sha256>/<name>.jpeg``, written once, atomically.
+
+    Gradio's own cache of a returned PIL image rewrites ``<hash>/image.jpeg`` in place (truncate, then write) on
+    every request that returns the same picture, so a browser downloading it meanwhile got a cut-off or empty
+    response. Here the bytes go to a temporary file that is renamed into place; an existing copy is only touched
+    (Gradio's ``delete_cache`` ages files by ctime)."""
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG")  # Pillow's defaults, as Gradio's own encoder used them
+    data = buffer.getvalue()
+    target = Path(folder) / hashlib.sha256(data).hexdigest() / f"{name}.jpeg"
+    if target.exists():
+        try:
+            os.utime(target)
+            return str(target)
+        except OSError:  # deleted meanwhile: write it again
+            pass
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, staging = tempfile.mkstemp(dir=target.parent, prefix=f".{name}.")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(staging, target)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+    return str(target)
+
+
+def as_files(shown: Shown, folder: str | os.PathLike) -> Shown:
+    """``shown`` with its two pictures as JPEG files in ``folder`` (``jpeg_file``): what the page sends, and what
+    its per-visitor state keeps (two paths instead of two decoded images)."""
+    if shown.heatmap is None:
+        return shown
+    return dataclasses.replace(shown, heatmap=jpeg_file(shown.heatmap, folder, "heatmap"),
+                               view=jpeg_file(shown.view, folder, "view") if shown.view is not None else None)
 
 
 def heatmap_label(with_heatmap: bool) -> str:
