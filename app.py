@@ -63,6 +63,14 @@ PAGE_CSS = """
 """
 
 
+# Gradio's delete_cache: every 30 minutes, delete uploads and output files more than an hour old (longer than
+# the page's state keeps a result, 15 minutes).
+CACHE_CLEANUP = (1800, 3600)
+# Sessions whose state Gradio keeps (least recently used go first). A page visitor's session is refreshed by each
+# request; one pushed out only loses the "Show the heatmap" toggle's picture until the next result.
+STATE_SESSIONS = 1000
+
+
 def parse_args(argv: list[str] | None = None, environ=os.environ) -> argparse.Namespace:
     """Command-line options, each defaulting to its environment variable."""
     on_space = bool(environ.get("SPACE_ID"))
@@ -234,9 +242,15 @@ def serve(demo, host: str = "127.0.0.1", port: int | None = 7860, share: bool = 
     # at a time behind a lock anyway; more concurrency would only overlap image decoding and heatmap drawing
     # while making every request wait longer for the model.
     demo.queue(default_concurrency_limit=concurrency)
+    # Uploads and output files older than an hour are deleted every half hour; without this Gradio's cache (and
+    # its in-memory sets of file paths) grows for as long as the server runs.
+    demo.delete_cache = CACHE_CLEANUP
     # run_history=False: Gradio 6 would otherwise keep every run (uploaded skin photos included) in the browser.
+    # state_session_capacity: Gradio keeps every session (~0.1 MB each; every HTTP API call without a session_hash
+    # is one) until 10,000 newer ones push it out; fewer bound the memory (see STATE_SESSIONS).
     return demo.launch(server_name=host, server_port=port, share=share, max_file_size=max_file_size,
-                       prevent_thread_lock=not block, run_history=False, css=PAGE_CSS)
+                       prevent_thread_lock=not block, run_history=False, css=PAGE_CSS,
+                       state_session_capacity=STATE_SESSIONS)
 
 
 def main(argv: list[str] | None = None) -> int:
