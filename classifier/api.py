@@ -201,8 +201,8 @@ class Classifier:
         prepared = self.prepare(image)
         views = self.views(tta)
         logits, cam, features = self.forward(views_of(prepared, views))
-        return self._prediction(prepared, logits, cam[0], None if features is None else features[0], top_k, heatmap,
-                                heatmap_class)
+        pooled = None if features is None else features.mean(axis=0)  # the views' mean, as in run_each
+        return self._prediction(prepared, logits, cam[0], pooled, top_k, heatmap, heatmap_class)
 
     def views(self, tta: bool = False) -> tuple[str, ...]:
         """The views a prediction averages: the served ones, or with ``tta`` the test-time augmentation ones."""

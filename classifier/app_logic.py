@@ -412,9 +412,12 @@ def model_markdown(classifier: Classifier, environ=os.environ) -> str:
 
 def tta_info(classifier: Classifier) -> str:
     """What the test-time augmentation box changes, in the model's own view counts."""
-    served, tta = len(classifier.config.served_views), len(classifier.config.tta_views)
-    return (f"average over {tta} flips and rotations instead of {served} (slower)" if served > 1
-            else f"average over {tta} flips and rotations (slower)")
+    served, tta = classifier.config.served_views, classifier.config.tta_views
+    if set(tta) <= set(served):
+        return (f"every prediction already averages all {len(served)} turns and mirror images, so that the "
+                "answer does not depend on how the photo was held; this box changes nothing")
+    return (f"average over {len(tta)} flips and rotations instead of {len(served)} (slower)" if len(served) > 1
+            else f"average over {len(tta)} flips and rotations (slower)")
 
 
 def technical_markdown(classifier: Classifier) -> str:

@@ -22,7 +22,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]  # the repository
 HAM_DIR = Path(os.environ.get("HAM10000_DIR", ROOT.parent / "shared" / "data" / "ham10000"))
 DEFAULT_IMAGES = HAM_DIR / "images_600x450"
-TARGETS = {"p50_ms": 20.0, "speedup": 4.0, "cold_start_s": 5.0, "images_per_s": 60.0}
+# Issue 16's budget for serving all eight symmetries of the square: p50 <= 35 ms, >= 45 images/s on 2 cores. The
+# naive baseline runs one view, so the naive/serving ratio is reported but is no target any more.
+TARGETS = {"p50_ms": 35.0, "cold_start_s": 5.0, "images_per_s": 45.0}
 WARMUP = 3
 
 # The children report their own peak RSS. On Linux that is VmHWM of /proc/self/status: ru_maxrss of a process
@@ -176,10 +178,9 @@ def run_bench(folder: Path, paths: list[Path], runs: int = 100, cold_runs: int =
 def check_targets(results: dict) -> dict:
     serving = results["serving"]
     return {
-        "p50_ms <= 20": serving["single"]["p50_ms"] <= TARGETS["p50_ms"],
-        "p50 >= 4x faster than naive": results["ratios"]["p50"] >= TARGETS["speedup"],
+        "p50_ms <= 35": serving["single"]["p50_ms"] <= TARGETS["p50_ms"],
         "cold start <= 5 s": serving["cold_start"]["seconds"] <= TARGETS["cold_start_s"],
-        "batch >= 60 images/s": serving["images_per_s"] >= TARGETS["images_per_s"],
+        "batch >= 45 images/s": serving["images_per_s"] >= TARGETS["images_per_s"],
         "serving does not import TensorFlow": not serving["cold_start"]["tensorflow_imported"],
     }
 
@@ -195,12 +196,12 @@ def table(results: dict) -> str:
     rows = [
         ("", "serving", "naive Keras", "naive/serving", "target"),
         ("single image p50 (ms)", s["single"]["p50_ms"], n["single"]["p50_ms"], f"{r['p50']}x",
-         f"<= 20 ms: {mark('p50_ms <= 20')}; >= 4x: {mark('p50 >= 4x faster than naive')}"),
+         f"<= 35 ms: {mark('p50_ms <= 35')}"),
         ("single image p95 (ms)", s["single"]["p95_ms"], n["single"]["p95_ms"], f"{r['p95']}x", ""),
         ("single image + TTA p50 (ms)", s["single_tta"]["p50_ms"], "-", "", ""),
         ("single image + TTA p95 (ms)", s["single_tta"]["p95_ms"], "-", "", ""),
         ("batch throughput (images/s)", s["images_per_s"], n["images_per_s"], f"{r['images_per_s']}x",
-         f">= 60: {mark('batch >= 60 images/s')}"),
+         f">= 45: {mark('batch >= 45 images/s')}"),
         ("cold start to 1st result (s)", s["cold_start"]["seconds"], n["cold_start"]["seconds"],
          f"{r['cold_start']}x", f"<= 5 s: {mark('cold start <= 5 s')}"),
         ("peak RSS, new process (MB)", round(s["cold_start"]["peak_rss_mb"]), round(n["cold_start"]["peak_rss_mb"]),
