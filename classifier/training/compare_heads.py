@@ -272,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps({k: v for k, v in result.items() if k != "settings"}), flush=True)
     if args.table and results_file.is_file():
         results = [json.loads(line) for line in results_file.read_text().splitlines()]
-        commands = {name: f"python -m classifier.training.compare_heads --recipe {name}" for name in RECIPES}
+        commands = {name: f"python -m classifier.training.compare_heads --features {args.features} --recipe {name}"
+                    + (" --seeds 0 1 2" if name in TRAINED else "") for name in RECIPES}
         print(table(results, commands))
     return 0
 
