@@ -30,6 +30,8 @@ def add_arguments(p):
     p.add_argument("--init-from", type=Path, nargs="+", default=None, metavar="WEIGHTS",
                    help="start from these epoch weights files (averaged) instead of ImageNet, e.g. to continue a "
                         "finished run with --schedule constant")
+    p.add_argument("--jpeg-augment", type=float, default=0.0, metavar="SHARE",
+                   help="share of training images re-encoded as JPEG at a random quality 60-95 in each batch")
 
 
 def run(args):
@@ -43,7 +45,8 @@ def run(args):
                     schedule=args.schedule, imagenet=args.weights == "imagenet", augment=args.augment,
                     optimizer=args.optimizer, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
                     class_weight_power=args.class_weight_power, small_size=args.small_size,
-                    small_epochs=args.small_epochs, init_from=args.init_from)
+                    small_epochs=args.small_epochs, init_from=args.init_from,
+                    jpeg_share=args.jpeg_augment)
     except RuntimeError as exc:  # backbone weights unavailable; a ClassifierError is printed by cli.main
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -88,8 +88,26 @@ def gentle_augmentation(seed: int = 0):
     return augment
 
 
+def recompressed(images: np.ndarray, rng: np.random.Generator, share: float,
+                 qualities: tuple[int, int] = (60, 95)) -> np.ndarray:
+    """A copy of a uint8 batch in which about ``share`` of the images went through JPEG at a random quality: the
+    same picture arrives re-encoded (uploads, screenshots, the data set's own q~75), and the answer should not
+    follow the compression noise (issue 16: quality 95 moved it by up to 0.2)."""
+    import io
+
+    from PIL import Image
+
+    images = images.copy()
+    for i in np.flatnonzero(rng.random(len(images)) < share):
+        buffer = io.BytesIO()
+        Image.fromarray(images[i]).save(buffer, "JPEG", quality=int(rng.integers(qualities[0], qualities[1] + 1)))
+        with Image.open(buffer) as decoded:
+            images[i] = np.asarray(decoded.convert("RGB"))
+    return images
+
+
 def training_batches(x: np.ndarray, y: np.ndarray, num_classes: int, batch_size: int, side: int, augment,
-                     sample_weights: np.ndarray, seed: int = 0):
+                     sample_weights: np.ndarray, seed: int = 0, jpeg_share: float = 0.0):
     """Shuffled, resized, augmented training batches (images, one-hot labels, sample weights) as a
     ``keras.utils.PyDataset``: numpy in, keras.ops inside, so the loop runs on any Keras backend (TensorFlow
     here; JAX on a GPU machine without TensorFlow)."""
@@ -109,7 +127,8 @@ def training_batches(x: np.ndarray, y: np.ndarray, num_classes: int, batch_size:
 
         def __getitem__(self, index):
             chosen = self.order[index * batch_size:(index + 1) * batch_size]
-            images = ops.convert_to_tensor(x[chosen], "float32")
+            pixels = recompressed(x[chosen], self.rng, jpeg_share) if jpeg_share else x[chosen]
+            images = ops.convert_to_tensor(pixels, "float32")
             if images.shape[1] != side:
                 images = ops.image.resize(images, (side, side), antialias=True)
             images = ops.clip(augment(images), 0, 255)
@@ -162,6 +181,7 @@ def train(
     small_size: int | None = None,
     small_epochs: int = 0,
     init_from: list[Path] | None = None,
+    jpeg_share: float = 0.0,
 ) -> Path:
     """Train (or resume) and write the model folder to ``out_dir``; returns ``out_dir`` (or, where TensorFlow is
     missing and the LiteRT export cannot run, only the run in ``work_dir``, which it returns).
@@ -192,13 +212,14 @@ def train(
                     stop_patience=stop_patience, augment=augment, optimizer=optimizer, weight_decay=weight_decay,
                     label_smoothing=label_smoothing, class_weight_power=class_weight_power,
                     small_size=small_size, small_epochs=small_epochs if small_size else 0,
-                    init_from=[str(p) for p in init_from or []])
+                    init_from=[str(p) for p in init_from or []], jpeg_share=jpeg_share)
     if resume and state_path.exists():
         state = json.loads(state_path.read_text())
         settings = {**state["settings"], "epochs": epochs}
         backbone, size, batch_size = settings["backbone"], settings["size"], settings["batch_size"]
         augment, small_size = settings.get("augment", "reference"), settings.get("small_size")
         small_epochs, class_weight_power = settings.get("small_epochs", 0), settings.get("class_weight_power", 0.5)
+        jpeg_share = settings.get("jpeg_share", 0.0)
     else:
         state = {"epoch": 0, "best_score": -1.0, "best_epoch": 0, "best_val_loss": math.inf, "lr_wait": 0,
                  "stopped": False, "settings": settings}
@@ -252,7 +273,7 @@ def train(
             if state["epoch"] < phase_end and not state["stopped"]:
                 _log(work, f"epochs {state['epoch'] + 1}-{phase_end} at {side}px")
                 batches = training_batches(x_train, y_train, k, batch_size, side, augment_batch, sample_weights,
-                                           seed=state["epoch"])
+                                           seed=state["epoch"], jpeg_share=jpeg_share)
                 model.fit(batches, epochs=phase_end, initial_epoch=state["epoch"], verbose=0,
                           callbacks=[checkpoint])
 
