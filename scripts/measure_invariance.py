@@ -2,11 +2,12 @@
 mirrored, or in another format, size, orientation tag or colour mode (classifier.reporting.robustness).
 
     .venv/bin/python -m scripts.measure_invariance --model model --data ../shared/data/ham10000 [--images 60]
-        [--runtime litert|keras] [--tta] [--out runs/invariance.json]
+        [--runtime litert|keras] [--tta] [--split val|test] [--out runs/invariance.json]
 
-Three groups of test-split pictures: ``--images`` full frames (200x150), as many 224x224 centre crops, and
-every 600x450 JPEG of the split, whose file is also compared with its own fully decoded pixels. Prints one
-line per comparison (mean, p95 and largest change of any class probability, top-class changes) and the JSON.
+Three groups of test-split (or ``--split val``) pictures: ``--images`` full frames (200x150), as many 224x224
+centre crops, and every 600x450 JPEG of the split, whose file is also compared with its own fully decoded
+pixels. Prints one line per comparison (mean, p95 and largest change of any class probability, top-class
+changes) and the JSON.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from classifier.reporting.robustness import delivery_shifts, shift, summary, sym
 from classifier.source import resolve_model_source
 
 
-def test_pictures(data: Path, split: dict[str, str], folder: str, count: int | None) -> list[Path]:
-    """The test-split images of one of the data set's folders, a seeded choice of ``count`` (all: None)."""
-    test_ids = sorted(i for i, s in split.items() if s == "test")
+def split_pictures(data: Path, split: dict[str, str], folder: str, count: int | None, part: str = "test") -> list[Path]:
+    """The ``part``-split images of one of the data set's folders, a seeded choice of ``count`` (all: None)."""
+    test_ids = sorted(i for i, s in split.items() if s == part)
     paths = [data / folder / f"{i}.jpg" for i in test_ids if (data / folder / f"{i}.jpg").is_file()]
     if count is not None and count < len(paths):
         chosen = np.random.default_rng(0).choice(len(paths), count, replace=False)
@@ -66,17 +67,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", type=int, default=60, help="test-split pictures per small-image folder")
     p.add_argument("--runtime", default="auto", choices=("auto", "litert", "keras"))
     p.add_argument("--tta", action="store_true", help="classify with the test-time augmentation views")
+    p.add_argument("--split", default="test", choices=("val", "test"), help="which split's pictures (default test)")
     p.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = p.parse_args(argv)
     source = resolve_model_source(args.model)
     classifier = Classifier(source.path, runtime=args.runtime)
     read_metadata(args.data)  # a clear error for a folder that is not the data set
     split = load_split(classifier.config.file("split"))
-    groups = {"200x150 full frames": test_pictures(args.data, split, "images_200x150", args.images),
-              "224x224 centre crops": test_pictures(args.data, split, "images_center224", args.images),
-              "600x450 JPEGs": test_pictures(args.data, split, "images_600x450", None)}
+    groups = {"200x150 full frames": split_pictures(args.data, split, "images_200x150", args.images, args.split),
+              "224x224 centre crops": split_pictures(args.data, split, "images_center224", args.images, args.split),
+              "600x450 JPEGs": split_pictures(args.data, split, "images_600x450", None, args.split)}
     results = {"model": str(source.path), "runtime": classifier.runtime.name,
-               "views": list(classifier.views(args.tta)), "groups": measure(classifier, groups, args.tta)}
+               "views": list(classifier.views(args.tta)), "split": args.split,
+               "groups": measure(classifier, groups, args.tta)}
     for group, kinds in results["groups"].items():
         print(f"{group} ({len(groups[group])} pictures)")
         for kind, s in kinds.items():
