@@ -19,6 +19,7 @@ from classifier.explain import cam_heatmap, energy, image_check_reasons, overlay
 from classifier.labels import DISCLAIMER
 from classifier.model_folder import ModelConfig, read_config
 from classifier.preprocessing import load_and_prepare
+from classifier.quality import QualityFinding, assess
 from classifier.runtime import open_runtime
 from classifier.tta import views_of
 from classifier.uncertainty import mahalanobis_distance, prediction_sets
@@ -101,6 +102,7 @@ class Prediction:
     set_coverage: float | None = None
     feature_distance: float | None = None
     feature_threshold: float | None = None
+    quality: list[QualityFinding] = field(default_factory=list)  # photo-quality advice (classifier.quality)
 
     @property
     def top(self) -> list[ClassProbability]:
@@ -147,6 +149,7 @@ class Prediction:
             "prediction_set": {"classes": self.prediction_set, "coverage": self.set_coverage,
                                "statement": self.set_statement},
             "tta_views": self.tta_views,
+            "quality": [finding.to_dict() for finding in self.quality],
         }
         if self.feature_distance is not None:
             result["out_of_distribution"] |= {"feature_distance": self.feature_distance,
@@ -299,6 +302,7 @@ class Classifier:
             set_coverage=self.config.conformal_coverage,
             feature_distance=distance,
             feature_threshold=feature_threshold if distance is not None else None,
+            quality=assess(prepared),
         )
 
 

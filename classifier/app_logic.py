@@ -198,8 +198,14 @@ def malignancy_markdown(prediction: Prediction, classifier: Classifier) -> str:
 
 
 def warning_markdown(prediction: Prediction) -> str:
-    """The out-of-distribution warning, or an empty string when the image passed the checks."""
-    return f"### ⚠️ Warning\n{prediction.warning}" if prediction.warning else ""
+    """The out-of-distribution warning and the photo-quality advice (each finding's sentence), or an empty
+    string when the image passed the checks. Shown above the result, which still shows."""
+    parts = [f"### ⚠️ Warning\n{prediction.warning}"] if prediction.warning else []
+    findings = getattr(prediction, "quality", None) or []
+    if findings:
+        parts.append("### 📷 Photo quality\n" + "\n".join(f"- {f.message}" for f in findings)
+                     + "\n\nThe answer below is for this photo as it is; a better photo may change it.")
+    return "\n\n".join(parts)
 
 
 def predict(classifier: Classifier, image, top_k=3, tta: bool = False, heatmap_class: str | None = PREDICTED,

@@ -59,11 +59,12 @@ def printable(text: str) -> str:
 
 def row_columns(top_k: int, codes, with_overlay: bool = False) -> list[str]:
     """The flat columns: path, label, the top k (code, probability), P(malignant), the out-of-distribution
-    warning, the conformal prediction set, every class's probability, [heatmap_path], error."""
+    warning, the conformal prediction set, the photo-quality findings' codes, every class's probability,
+    [heatmap_path], error."""
     columns = ["path", "label"]
     for i in range(1, top_k + 1):
         columns += [f"top{i}_code", f"top{i}_probability"]
-    columns += ["malignant_probability", "warning", "prediction_set"]
+    columns += ["malignant_probability", "warning", "prediction_set", "quality"]
     columns += [f"probability_{code}" for code in codes]
     return columns + (["heatmap_path"] if with_overlay else []) + ["error"]
 
@@ -81,6 +82,7 @@ def flat_row(record: dict, top_k: int, codes, with_overlay: bool = False) -> dic
         row["warning"] = record["out_of_distribution"]["warning"]
         classes = (record.get("prediction_set") or {}).get("classes")
         row["prediction_set"] = " ".join(classes) if classes is not None else None
+        row["quality"] = ";".join(finding["code"] for finding in record.get("quality", []))  # empty: no finding
         for code in codes:
             row[f"probability_{code}"] = float(record["probabilities"][code])
     if with_overlay:
