@@ -69,6 +69,10 @@ CACHE_CLEANUP = (1800, 3600)
 # Sessions whose state Gradio keeps (least recently used go first). A page visitor's session is refreshed by each
 # request; one pushed out only loses the "Show the heatmap" toggle's picture until the next result.
 STATE_SESSIONS = 1000
+# glibc malloc arenas for the server process (see limit_malloc_arenas).
+MALLOC_ARENAS = 2
+# Gradio's queue analytics (read when the queue is made; see serve).
+ANALYTICS_LIMITS = {"GRADIO_ANALYTICS_MAX_EVENTS": "1000", "GRADIO_ANALYTICS_CACHE_FREQUENCY": "1000"}
 
 
 def parse_args(argv: list[str] | None = None, environ=os.environ) -> argparse.Namespace:
@@ -241,6 +245,11 @@ def serve(demo, host: str = "127.0.0.1", port: int | None = 7860, share: bool = 
     # Two requests at a time matches the two CPU cores of a free Space. The LiteRT interpreter runs one batch
     # at a time behind a lock anyway; more concurrency would only overlap image decoding and heatmap drawing
     # while making every request wait longer for the model.
+    # Gradio's queue keeps a record of the last GRADIO_ANALYTICS_MAX_EVENTS events (10,000) for its /monitoring
+    # page, and by default rebuilds a pandas DataFrame of all of them after every event: ~40 ms of CPU per request
+    # once 10,000 have run, and memory churn. Fewer, summarised every 1,000 events (environment values win).
+    for name, value in ANALYTICS_LIMITS.items():
+        os.environ.setdefault(name, value)
     demo.queue(default_concurrency_limit=concurrency)
     # Uploads and output files older than an hour are deleted every half hour; without this Gradio's cache (and
     # its in-memory sets of file paths) grows for as long as the server runs.
@@ -253,8 +262,24 @@ def serve(demo, host: str = "127.0.0.1", port: int | None = 7860, share: bool = 
                        state_session_capacity=STATE_SESSIONS)
 
 
+def limit_malloc_arenas(count: int = MALLOC_ARENAS, environ=os.environ) -> bool:
+    """Cap glibc's malloc arenas (``mallopt(M_ARENA_MAX)``) unless MALLOC_ARENA_MAX is set; True if capped.
+
+    glibc gives threads their own arenas, up to 8 per core, and each keeps its high-water mark; Gradio's worker
+    threads come and go, so under load the server's RSS crept up for minutes. Call it before threads start."""
+    if environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        return ctypes.CDLL("libc.so.6").mallopt(-8, count) == 1  # M_ARENA_MAX; 1 means done
+    except (OSError, AttributeError):  # not glibc
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    limit_malloc_arenas()
     if not args.analytics:
         os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when gradio is imported
     from classifier.api import load_classifier
