@@ -34,7 +34,7 @@ def make_config(energy_threshold=None, feature_threshold=None, conformal=None, t
 
 @pytest.fixture(scope="module")
 def sample():
-    """Labels, (N, 2, K) view logits, first-view features and the feature statistics of training features:
+    """Labels, (N, 2, K) view logits, the views' mean features and the feature statistics of training features:
     most images in distribution, some with flat (high-energy) logits, some with far features, some both."""
     rng = np.random.default_rng(0)
     centres = rng.normal(0, 1, (K, D))
@@ -53,7 +53,7 @@ def sample():
 
 def thresholds(sample):
     y, logits, features, statistics = sample
-    return (float(np.quantile(energy(logits[40:, 0]), 0.99)),
+    return (float(np.quantile(energy(logits[40:]).mean(axis=1), 0.99)),
             float(np.quantile(mahalanobis_distance(features[80:], statistics), 0.97)))
 
 
@@ -73,7 +73,7 @@ def test_ood_warning_rate_is_the_served_rule_energy_or_features(sample):
     energy_threshold, feature_threshold = thresholds(sample)
     config = make_config(energy_threshold, feature_threshold)
     metrics = measure(config, logits, y, features, statistics)
-    by_energy = energy(logits[:, 0]) > energy_threshold
+    by_energy = energy(logits).mean(axis=1) > energy_threshold  # the mean of the views' energies, as served
     by_features = mahalanobis_distance(features, statistics) > feature_threshold
     assert metrics["ood_warning_rate"] == round(float(np.mean(by_energy | by_features)), 4)
     assert metrics["ood_warning_rate_energy"] == round(float(by_energy.mean()), 4)
@@ -82,10 +82,12 @@ def test_ood_warning_rate_is_the_served_rule_energy_or_features(sample):
     assert metrics["ood_warning_rate"] > metrics["ood_warning_rate_energy"]
     assert metrics["ood_warning_rate"] > metrics["ood_warning_rate_features"]
     assert 0.15 < metrics["ood_warning_rate"] < 0.3
-    # the first (identity) view decides, as in classify(tta=True)
-    shuffled = logits.copy()
-    shuffled[:, 1] = 0.0
-    assert measure(config, shuffled, y, features, statistics)["ood_warning_rate"] == metrics["ood_warning_rate"]
+    # every view counts, in no particular order: the mean of the views' energies, as classify serves it
+    swapped = logits[:, ::-1]
+    assert measure(config, swapped, y, features, statistics)["ood_warning_rate"] == metrics["ood_warning_rate"]
+    flattened = logits.copy()
+    flattened[:, 1] = 0.0
+    assert measure(config, flattened, y, features, statistics)["ood_warning_rate"] != metrics["ood_warning_rate"]
 
 
 def test_energy_only_model_and_missing_features(sample):
@@ -123,7 +125,7 @@ def test_served_prediction_warns_on_exactly_the_images_measure_counts(sample):
         warned.append(by_energy or by_features)
         assert prediction.feature_distance == pytest.approx(mahalanobis_distance(features[i], statistics)[0],
                                                             abs=1e-4)
-    flags = ood_flags(config, logits[:, 0], features, statistics)
+    flags = ood_flags(config, logits, features, statistics)
     assert warned == flags["warned"].tolist()
     assert measure(config, logits, y, features, statistics)["ood_warning_rate"] == round(float(np.mean(warned)), 4)
 
