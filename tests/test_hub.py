@@ -441,3 +441,38 @@ def test_the_bundled_model_round_trips_through_the_hub(hub, home, bundled_model_
         assert set(examples) <= result["outputs"].keys() and result["outputs"].keys() == expected.keys()
         for name, want in expected.items():
             assert_golden(result["outputs"][name], want, name)
+
+    # the app, as a Space with MODEL_ID starts it, offline from the same cache: its API scores an example
+    serve_app_and_score(hub_env(hub, home, MODEL_ID=repo, HF_HUB_OFFLINE="1"), examples[0], expected[examples[0]])
+
+
+def serve_app_and_score(env: dict, example: str, want: dict) -> None:
+    """Start app.py in a new process with ``env``, call /classify_json with ``example``, compare to ``want``."""
+    import socket
+    import time
+
+    from gradio_client import Client, handle_file
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        url, deadline = f"http://127.0.0.1:{port}/", time.monotonic() + 180
+        while True:
+            assert server.poll() is None, server.stderr.read()[-3000:]
+            try:
+                client = Client(url, verbose=False)
+                break
+            except Exception:  # not listening yet
+                assert time.monotonic() < deadline, "app.py did not start within 3 minutes"
+                time.sleep(1)
+        result = client.predict(handle_file(str(ROOT / example)), 3, False, "predicted", api_name="/classify_json")
+        got = {"label": result["label"], "probabilities": result["probabilities"],
+               "prediction_set": result["prediction_set"]["classes"],
+               "feature_distance": result["out_of_distribution"]["feature_distance"]}
+        assert_golden(got, want, example)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
