@@ -35,6 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 from classifier.reporting.benchmark_e2e import free_port, profiling, start_server, stop_server  # noqa: E402
+from scripts.soak import rss_mb  # noqa: E402
 
 HAM_IMAGES = Path(os.environ.get("HAM10000_DIR", ROOT.parent / "shared" / "data" / "ham10000")) / "images_600x450"
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
@@ -100,15 +101,6 @@ def start_app(model: str | None, port: int, timeout: float, log_path: Path,
     return start_server(command, port, log_path, timeout, profile=profile)
 
 
-def rss_mb(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
 
 
 class RssSampler(threading.Thread):
