@@ -101,8 +101,6 @@ def start_app(model: str | None, port: int, timeout: float, log_path: Path,
     return start_server(command, port, log_path, timeout, profile=profile)
 
 
-
-
 class RssSampler(threading.Thread):
     """VmRSS of one process, once a second, until stopped."""
 
