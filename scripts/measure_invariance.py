@@ -22,6 +22,7 @@ from PIL import Image
 
 from classifier.api import Classifier
 from classifier.data import load_split, read_metadata
+from classifier.errors import exit_status
 from classifier.reporting.robustness import delivery_shifts, shift, summary, symmetry_shifts
 from classifier.source import resolve_model_source
 
@@ -70,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="test", choices=("val", "test"), help="which split's pictures (default test)")
     p.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = p.parse_args(argv)
+    read_metadata(args.data)  # a clear error for a folder that is not the data set, before the model loads
     source = resolve_model_source(args.model)
     classifier = Classifier(source.path, runtime=args.runtime)
-    read_metadata(args.data)  # a clear error for a folder that is not the data set
     split = load_split(classifier.config.file("split"))
     groups = {"200x150 full frames": split_pictures(args.data, split, "images_200x150", args.images, args.split),
               "224x224 centre crops": split_pictures(args.data, split, "images_center224", args.images, args.split),
@@ -94,4 +95,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main))

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from classifier import quality
+from classifier.errors import exit_status
 from classifier.preprocessing import load_and_prepare, load_image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -172,4 +173,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(exit_status(main))

@@ -184,3 +184,21 @@ def test_probability_vector_is_in_code_order(bundled):
     by_code = {p.code: p.probability for p in prediction.probabilities}
     assert vector.tolist() == [by_code[c] for c in sorted(by_code)]
     json.dumps(prediction.to_dict())
+
+
+def test_the_measurement_script_answers_a_wrong_data_folder_with_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "scripts.measure_invariance", "--data", str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr == f"error: {tmp_path}: no HAM10000_metadata.csv (or *metadata*.csv) found\n"
+
+
+def test_exit_status_turns_classifier_errors_into_status_2(capsys):
+    from classifier.data import DataError
+    from classifier.errors import exit_status
+
+    def failing(argv):
+        raise DataError("no metadata here")
+
+    assert exit_status(failing) == 2 and capsys.readouterr().err == "error: no metadata here\n"
+    assert exit_status(lambda argv: None) == 0 and exit_status(lambda argv: 1) == 1

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from classifier.errors import exit_status
 from classifier.labels import CODES
 from classifier.reporting.evaluation import fit_prior_correction, fit_temperature, mean_probabilities, prior_bias
 from classifier.reporting.metrics import classification_metrics
@@ -279,4 +280,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main))

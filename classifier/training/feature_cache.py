@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from classifier.data import SPLITS, load_split, read_metadata, resolve_images
+from classifier.errors import exit_status
 from classifier.labels import CODES
 from classifier.tta import VIEWS, views_of
 
@@ -132,4 +133,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main))
