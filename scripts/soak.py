@@ -1,7 +1,7 @@
 """Soak test of the Gradio app: simulated visitors for minutes on 127.0.0.1, the server's memory sampled.
 
-    python scripts/soak.py                          # 20 visitors, 10 minutes, the bundled model
-    python scripts/soak.py --minutes 30 --visitors 30 --model model
+    python -m scripts.soak                          # 20 visitors, 10 minutes, the bundled model
+    python -m scripts.soak --minutes 30 --visitors 30 --model model
 
 Starts app.py itself on a free 127.0.0.1 port and stops it after. Each visitor is one ``gradio_client.Client``
 (one thread) calling ``/classify`` over and over with the example images in examples/, output files (the heatmap)
@@ -16,14 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
+
+from classifier.reporting.benchmark_e2e import free_port, start_server, stop_server
 
 ROOT = Path(__file__).resolve().parent.parent
 WARM_UP_S = 60.0
@@ -83,42 +83,14 @@ def verdict(samples: list[dict], failures: int, limit: float = 1.10, warm_up: fl
     return (not problems), ("PASS: " if not problems else "FAIL: " + "; ".join(problems) + ". ") + figures
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_app(port: int, args, log: Path) -> subprocess.Popen:
-    """app.py on 127.0.0.1:``port``, once its page answers."""
+    """app.py on 127.0.0.1:``port``, once its page answers (bench's server starter, without the profiler)."""
     command = [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)]
     if args.model:
         command += ["--model", args.model]
     if args.concurrency:
         command += ["--concurrency", str(args.concurrency)]
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
-    with open(log, "w") as out:
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.time() + args.startup_timeout
-    while time.time() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"app.py exited with {server.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2):
-                return server
-        except OSError:
-            time.sleep(0.5)
-    stop_app(server)
-    raise RuntimeError(f"app.py did not answer within {args.startup_timeout:g} s:\n{log.read_text()[-3000:]}")
-
-
-def stop_app(server: subprocess.Popen) -> None:
-    server.terminate()
-    try:
-        server.wait(15)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait(5)
+    return start_server(command, port, log, args.startup_timeout, profile=False)
 
 
 class Tally:
@@ -212,7 +184,7 @@ def main(argv=None) -> int:
             samples, tally = soak(f"http://127.0.0.1:{port}/", server.pid, images, downloads, args)
             alive = server.poll() is None
         finally:
-            stop_app(server)
+            stop_server(server)
     passed, summary = verdict(samples, tally.failures, args.limit)
     if not alive:
         passed, summary = False, "FAIL: the server died. " + summary

@@ -20,13 +20,17 @@ def test_bundled_model_reproduces_its_golden_outputs(bundled_model_dir):
     assert measured.keys() == golden["outputs"].keys()
     assert len([k for k in measured if k.startswith("examples/")]) >= 7
     for name, expected in golden["outputs"].items():
-        got = measured[name]
-        assert got["label"] == expected["label"], name
-        assert got["prediction_set"] == expected["prediction_set"], name
-        for code, probability in expected["probabilities"].items():
-            assert got["probabilities"][code] == pytest.approx(probability, abs=1e-4), (name, code)
-        if expected["feature_distance"] is not None:
-            assert got["feature_distance"] == pytest.approx(expected["feature_distance"], rel=1e-3, abs=1e-3), name
+        assert_golden(measured[name], expected, name)
+
+
+def assert_golden(got: dict, expected: dict, name: str) -> None:
+    """One golden comparison (also used by the Hub round trip): same label and set, probabilities to 1e-4."""
+    assert got["label"] == expected["label"], name
+    assert got["prediction_set"] == expected["prediction_set"], name
+    for code, probability in expected["probabilities"].items():
+        assert got["probabilities"][code] == pytest.approx(probability, abs=1e-4), (name, code)
+    if expected["feature_distance"] is not None:
+        assert got["feature_distance"] == pytest.approx(expected["feature_distance"], rel=1e-3, abs=1e-3), name
 
 
 def test_golden_file_is_in_the_repository():

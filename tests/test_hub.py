@@ -19,6 +19,7 @@ import pytest
 from classifier import source
 from classifier.source import ModelSourceError, resolve_model_source
 from tests.hub_server import FakeHub, commit_sha
+from tests.test_golden import assert_golden
 
 ROOT = Path(__file__).resolve().parent.parent
 REPO = "me/model"
@@ -372,16 +373,6 @@ def golden_outputs(bundled_model_dir: Path) -> dict:
     assert golden["model_tflite_sha256"] == read_config(bundled_model_dir, verify_files=False).raw["files"][
         "tflite"]["sha256"], "model/ changed: run `python scripts/make_golden.py` and review the differences"
     return golden["outputs"]
-
-
-def assert_golden(got: dict, expected: dict, name: str) -> None:
-    """The comparison of tests/test_golden.py: same label and set, probabilities to 1e-4."""
-    assert got["label"] == expected["label"], name
-    assert got["prediction_set"] == expected["prediction_set"], name
-    for code, probability in expected["probabilities"].items():
-        assert got["probabilities"][code] == pytest.approx(probability, abs=1e-4), (name, code)
-    if expected["feature_distance"] is not None:
-        assert got["feature_distance"] == pytest.approx(expected["feature_distance"], rel=1e-3, abs=1e-3), name
 
 
 def manifest_examples() -> list[str]:

@@ -15,3 +15,10 @@ def test_recompression_touches_about_the_asked_share_and_keeps_the_pictures():
     assert np.abs(out.astype(int) - batch).mean() < 4  # compression noise, not another picture
     assert np.array_equal(recompressed(batch, np.random.default_rng(0), 0.0), batch)
     assert not np.shares_memory(out, batch)
+
+
+def test_train_refuses_a_jpeg_share_outside_0_to_1(tmp_path, capsys):
+    from classifier import cli
+
+    assert cli.main(["train", "--data", str(tmp_path), "--work", str(tmp_path / "w"), "--jpeg-augment", "1.5"]) == 2
+    assert "between 0 and 1" in capsys.readouterr().err and not (tmp_path / "w").exists()

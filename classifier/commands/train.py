@@ -39,6 +39,11 @@ def run(args):
 
     from classifier.training.fit import train
 
+    if not 0.0 <= args.jpeg_augment <= 1.0:
+        print(f"error: --jpeg-augment is a share of each batch, between 0 and 1 (got {args.jpeg_augment:g})",
+              file=sys.stderr)
+        return 2
+
     try:
         out = train(args.data, args.out, backbone=args.backbone, epochs=args.epochs, resume=args.resume,
                     work_dir=args.work, size=args.size, batch_size=args.batch_size, learning_rate=args.lr,
