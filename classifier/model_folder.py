@@ -3,7 +3,9 @@
 A model folder holds ``config.json`` (this module validates it), ``model.keras`` (Keras 3, loads
 with ``safe_mode=True``), ``model.tflite`` (the LiteRT export that serves: image -> logits,
 class-activation maps and pooled features), optionally ``ood_features.npz`` (the training-feature
-statistics of the Mahalanobis out-of-distribution score), ``split.json`` (the lesion-grouped split
+statistics of the Mahalanobis out-of-distribution score), optionally ``similar_cases.npz`` (the similar-cases
+index, ``classifier.similar``) and ``context_head.npz`` (the patient-context head, ``classifier.context``),
+``split.json`` (the lesion-grouped split
 it was trained and tested on) and ``README.md`` (the Hugging Face model card). ``config.json``
 records each file's SHA-256, so a truncated or corrupted download is refused instead of half-loaded.
 """
@@ -35,6 +37,15 @@ class Label:
 
 
 @dataclass(frozen=True)
+class ContextSettings:
+    """The ``context`` section: the fusion head's own calibration (its weights are ``files.context_head``)."""
+
+    class_bias: tuple[float, ...]
+    temperature: float
+    conformal_threshold: float | None
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     folder: Path
     raw: dict
@@ -50,6 +61,8 @@ class ModelConfig:
     energy_quantile: float | None = None  # share of validation images below ood_threshold, e.g. 0.99
     feature_quantile: float | None = None  # share of validation images below feature_ood_threshold
     served_views: tuple[str, ...] = ("identity",)  # the views every prediction averages (serving.views)
+    similar_k: int | None = None  # how many similar cases are shown (similar_cases.k); None: the folder has none
+    context: ContextSettings | None = None  # the patient-context head's calibration; None: the folder has none
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -179,6 +192,15 @@ def read_config(folder: str | Path, verify_files: bool = True) -> ModelConfig:
                  "checked for being out of distribution)")
         view_lists[key] = tuple(views)
 
+    similar_k = None
+    if raw.get("similar_cases") is not None:
+        similar_k = raw["similar_cases"].get("k") if isinstance(raw["similar_cases"], dict) else None
+        _require(isinstance(similar_k, int) and not isinstance(similar_k, bool) and 1 <= similar_k <= 64, folder,
+                 f"similar_cases.k must be an integer 1..64, not {similar_k!r}")
+        _require("similar_cases" in raw.get("files", {}), folder,
+                 "similar_cases needs its index (files.similar_cases)")
+    context = _context_settings(raw, folder, len(labels))
+
     for role, name in _file_names(raw, folder).items():
         entry = raw["files"][role]
         file_path = folder / name
@@ -193,7 +215,24 @@ def read_config(folder: str | Path, verify_files: bool = True) -> ModelConfig:
                        None if q is None else float(q), None if coverage is None else float(coverage),
                        None if feature_threshold is None else float(feature_threshold),
                        **{key: None if value is None else float(value) for key, value in quantiles.items()},
-                       served_views=view_lists["serving.views"])
+                       served_views=view_lists["serving.views"], similar_k=similar_k, context=context)
+
+
+def _context_settings(raw: dict, folder: Path, num_labels: int) -> ContextSettings | None:
+    section = raw.get("context")
+    if section is None:
+        return None
+    _require(isinstance(section, dict) and "context_head" in raw.get("files", {}), folder,
+             "context needs its head (files.context_head)")
+    bias, temperature, q = section.get("class_bias"), section.get("temperature"), section.get("conformal_threshold")
+    _require(isinstance(bias, list) and len(bias) == num_labels
+             and all(isinstance(b, (int, float)) and math.isfinite(b) for b in bias), folder,
+             f"context.class_bias must be {num_labels} numbers")
+    _require(isinstance(temperature, (int, float)) and 0.05 <= temperature <= 20, folder,
+             f"context.temperature must be a number in 0.05..20, not {temperature!r}")
+    _require(q is None or (isinstance(q, (int, float)) and 0 < q <= 1 + 1e-6), folder,
+             f"context.conformal_threshold must be in (0, 1], not {q!r}")
+    return ContextSettings(tuple(float(b) for b in bias), float(temperature), None if q is None else float(q))
 
 
 def write_config(folder: Path, config: dict) -> None:

@@ -108,6 +108,36 @@ def cache_features(model: Path, data: Path, out: Path, splits: tuple[str, ...] =
     return out
 
 
+def cache_extra(model: Path, folder: Path, out: Path, batch_size: int = 32, log=print) -> Path:
+    """Per-view features and logits of an outside training set laid out as ``images/<id>.jpg`` plus
+    ``labels.csv`` (``image_id,dx``), e.g. ``../shared/data/isic2019_84``; labels outside the model's classes
+    (ISIC 2019's ``scc``) are left out. Written as ``extra_*`` arrays, for training heads only."""
+    import csv
+
+    from classifier.api import Classifier
+
+    classifier = Classifier(model)
+    with open(folder / "labels.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["dx"] in CODES]
+    rows.sort(key=lambda r: r["image_id"])
+    started, last = time.time(), [0.0]
+
+    def progress(done, total):
+        now = time.time()
+        if now - last[0] > 60 or done == total:
+            last[0] = now
+            log(f"extra: {done}/{total} images, {now - started:.0f} s")
+
+    logits, features = view_outputs(classifier, [folder / "images" / f"{r['image_id']}.jpg" for r in rows],
+                                    tuple(VIEWS), batch_size, progress)
+    np.savez(out, extra_image_id=np.array([r["image_id"] for r in rows], dtype=str),
+             extra_label=np.array([CODES.index(r["dx"]) for r in rows], dtype=np.int64),
+             extra_logits=logits, extra_features=features, extra_source=str(folder), model=str(model),
+             seconds=np.array(time.time() - started))
+    log(f"wrote {out}")
+    return out
+
+
 def load_cache(path: Path) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as stored:
         return dict(stored)
@@ -117,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, default=Path("model"), help="model folder (its runtime and split.json)")
     p.add_argument("--data", type=Path, required=True, help="HAM10000 folder")
+    p.add_argument("--extra", type=Path, help="instead: an outside training set (images/ + labels.csv, e.g. "
+                   "../shared/data/isic2019_84), cached as extra_* arrays")
     p.add_argument("--out", type=Path, default=Path("runs/features.npz"))
     p.add_argument("--splits", nargs="+", choices=SPLITS, default=["val", "test", "train"])
     p.add_argument("--batch-size", type=int, default=32, help="views per runtime call")
@@ -127,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
     started = time.time()
-    cache_features(args.model, args.data, args.out, tuple(args.splits), args.batch_size, log)
+    if args.extra is not None:
+        cache_extra(args.model, args.extra, args.out, args.batch_size, log)
+    else:
+        cache_features(args.model, args.data, args.out, tuple(args.splits), args.batch_size, log)
     log(f"done in {time.time() - started:.0f} s")
     return 0
 

@@ -1,0 +1,202 @@
+"""Training the patient-context head of a model folder (``context_head.npz``, served by ``classifier.context``)
+and measuring what the context adds (issue 19).
+
+    python -m classifier.training.context_head --model model --features runs/features.npz            # validation
+    python -m classifier.training.context_head --model model --features runs/features.npz --split test
+    python -m classifier.training.context_head --model model --features runs/features.npz --write
+
+The head is one linear layer on the image's mean pooled features (the served views' mean, dropout 0.3) and the
+encoded context (age, sex, body site), trained on the training split with every field withheld at random
+(probability 0.5 each, so that any subset of fields, and none, is a case it has seen), class weights
+(n_max / n_c) ** 0.5, label smoothing 0.1, AdamW 1e-3 with cosine decay over 30 epochs: the image head's
+recipe. Its prior correction and temperature are fitted on validation with full context, as ``export`` fits the
+image head's. ``export`` trains it from the features it computes anyway; this command from a feature cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from classifier.context import ENCODED_SIZE, encode_many
+from classifier.errors import exit_status
+from classifier.model_folder import file_entry, read_config, write_config
+
+HEAD_NAME = "context_head.npz"
+SETTINGS = {"epochs": 30, "batch_size": 64, "learning_rate": 1e-3, "weight_decay": 1e-4, "dropout": 0.3,
+            "label_smoothing": 0.1, "class_weight_power": 0.5, "field_drop": 0.5}
+FIELDS = {"age": slice(0, 2), "sex": slice(2, 4), "site": slice(4, ENCODED_SIZE)}
+
+
+def withhold(context: np.ndarray, rng: np.random.Generator, share: float) -> np.ndarray:
+    """Encoded contexts (N, C) with each field zeroed (not given) at random with probability ``share``."""
+    out = context.copy()
+    for cols in FIELDS.values():
+        out[rng.random(len(out)) < share, cols] = 0.0
+    return out
+
+
+def only(context: np.ndarray, fields: tuple[str, ...]) -> np.ndarray:
+    """Encoded contexts with every field outside ``fields`` withheld."""
+    out = np.zeros_like(context)
+    for name in fields:
+        out[:, FIELDS[name]] = context[:, FIELDS[name]]
+    return out
+
+
+def train_context_head(features: np.ndarray, context: np.ndarray, labels: np.ndarray, num_classes: int,
+                       seed: int = 0, settings: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(feature_kernel (D, K), context_kernel (C, K), bias (K,)) trained as the module docstring says."""
+    import keras
+
+    from classifier.training.fit import class_weights
+
+    s = {**SETTINGS, **(settings or {})}
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    per_class = class_weights(labels, num_classes, s["class_weight_power"])
+    weights = np.array([per_class[int(c)] for c in labels], np.float32)
+    f_in = keras.Input((features.shape[1],), name="features")
+    c_in = keras.Input((context.shape[1],), name="context")
+    joined = keras.layers.Concatenate()([keras.layers.Dropout(s["dropout"])(f_in), c_in])
+    model = keras.Model([f_in, c_in], keras.layers.Dense(num_classes, name="predictions")(joined))
+    steps = int(np.ceil(len(labels) / s["batch_size"]))
+    schedule = keras.optimizers.schedules.CosineDecay(s["learning_rate"], s["epochs"] * steps)
+    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=s["weight_decay"]),
+                  loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=s["label_smoothing"]))
+    y = np.eye(num_classes, dtype=np.float32)[labels]
+    for epoch in range(s["epochs"]):  # a new random withholding of fields every epoch
+        order = rng.permutation(len(labels))
+        model.fit([features[order].astype(np.float32), withhold(context[order], rng, s["field_drop"])], y[order],
+                  sample_weight=weights[order], batch_size=s["batch_size"], epochs=epoch + 1, initial_epoch=epoch,
+                  shuffle=False, verbose=0)
+    kernel, bias = model.get_layer("predictions").get_weights()
+    d = features.shape[1]
+    return kernel[:d], kernel[d:], bias
+
+
+def fused_logits(head: tuple[np.ndarray, np.ndarray, np.ndarray], features: np.ndarray,
+                 context: np.ndarray) -> np.ndarray:
+    feature_kernel, context_kernel, bias = head
+    return features @ feature_kernel + context @ context_kernel + bias
+
+
+def calibrate(head, val_features, val_context, y_val, train_counts) -> dict:
+    """The head's prior correction, temperature and conformal threshold, fitted on validation with full context
+    as ``export`` fits the image head's."""
+    from classifier.reporting.evaluation import fit_prior_correction, fit_temperature, mean_probabilities, prior_bias
+    from classifier.uncertainty import fit_conformal_threshold
+
+    logits = fused_logits(head, val_features, val_context)[:, None]
+    tau = fit_prior_correction(logits, y_val, train_counts)
+    bias = np.round(prior_bias(tau, train_counts), 4)
+    temperature = fit_temperature(logits, y_val, bias)
+    threshold = fit_conformal_threshold(mean_probabilities(logits, temperature, bias), y_val, 0.9)
+    return {"class_bias": bias.tolist(), "temperature": temperature, "prior_correction_tau": tau,
+            "conformal_threshold": round(threshold, 6)}
+
+
+def score(probs: np.ndarray, y: np.ndarray, codes, malignant: np.ndarray, threshold: float | None = None) -> dict:
+    from classifier.reporting.metrics import classification_metrics, roc_auc
+    from classifier.uncertainty import set_metrics
+
+    m = classification_metrics(probs, y, codes)
+    out = {"criterion": round((m["accuracy"] + m["balanced_accuracy"]) / 2, 4), "accuracy": m["accuracy"],
+           "balanced_accuracy": m["balanced_accuracy"], "melanoma_recall": m["melanoma_recall"],
+           "melanoma_auc": m["per_class"]["mel"]["auc"] if "mel" in m["per_class"] else None,
+           "macro_auc": m["macro_auc"], "malignant_auc": round(roc_auc(malignant[y], probs[:, malignant].sum(1)), 4)}
+    if threshold is not None:
+        sets = set_metrics(probs, y, threshold)
+        out |= {"set_coverage": sets["coverage"], "set_size": sets["mean_set_size"]}
+    return out
+
+
+def write_head(folder: Path, raw: dict, head, calibration: dict, note: dict | None = None) -> None:
+    """Write ``context_head.npz`` into ``folder`` and its section into ``raw`` (the config being written)."""
+    from classifier.context import AGE_RANGE, SEXES, SITES
+
+    feature_kernel, context_kernel, bias = head
+    np.savez(folder / HEAD_NAME, feature_kernel=feature_kernel.astype(np.float32),
+             context_kernel=context_kernel.astype(np.float32), bias=bias.astype(np.float32))
+    raw["files"]["context_head"] = file_entry(folder, HEAD_NAME)
+    raw["context"] = {
+        "head": "Dense(K) on [mean pooled features of the served views (dropout 0.3), encoded context]",
+        "inputs": {"age": f"years, {AGE_RANGE[0]:g}-{AGE_RANGE[1]:g} (encoded as age / 100 and 'given')",
+                   "sex": list(SEXES), "site": list(SITES)},
+        "training": {**SETTINGS, "split": "train", "note": "each field withheld at random (field_drop)"},
+        **calibration,
+        "fitted_on": "validation split with full context: prior correction (tau maximising (accuracy + balanced "
+                     "accuracy) / 2), temperature (NLL), conformal threshold (90% coverage)",
+        **(note or {}),
+    }
+
+
+def context_arrays(split: dict) -> np.ndarray:
+    return encode_many(split["age"], split["sex"], split["localization"]).astype(np.float32)
+
+
+def compare(folder: Path, cache: Path, split: str = "val", seeds=(0,)) -> list[dict]:
+    """Image only (as served) against the context head with full context, with each field alone and with none,
+    on ``split`` (calibration always fitted on validation)."""
+    from classifier.explain import softmax
+    from classifier.training.similar_index import load_cache_split
+
+    config = read_config(folder)
+    codes, malignant = config.codes, np.array([label.malignant for label in config.labels])
+    parts = {name: load_cache_split(cache, name) for name in {"train", "val", split}}
+    x = {name: p["features"].mean(axis=1) for name, p in parts.items()}
+    c = {name: context_arrays(p) for name, p in parts.items()}
+    y = {name: p["label"] for name, p in parts.items()}
+    counts = np.bincount(y["train"], minlength=len(codes)).astype(float)
+    served = softmax(parts[split]["logits"], config.temperature, np.array(config.class_bias)).mean(axis=1)
+    rows = [{"model": "image only, as served", "seed": None,
+             **score(served, y[split], codes, malignant, config.conformal_threshold)}]
+    for seed in seeds:
+        started = time.time()
+        head = train_context_head(x["train"], c["train"], y["train"], len(codes), seed)
+        fitted = calibrate(head, x["val"], c["val"], y["val"], counts)
+        seconds = round(time.time() - started, 1)
+        for name, fields in (("with age, sex and site", ("age", "sex", "site")), ("with age only", ("age",)),
+                             ("with sex only", ("sex",)), ("with site only", ("site",)), ("context withheld", ())):
+            logits = fused_logits(head, x[split], only(c[split], fields))
+            probs = softmax(logits, fitted["temperature"], np.array(fitted["class_bias"]))
+            rows.append({"model": f"context head, {name}", "seed": seed, "seconds": seconds,
+                         **score(probs, y[split], codes, malignant, fitted["conformal_threshold"])})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", type=Path, default=Path("model"))
+    p.add_argument("--features", type=Path, required=True, help="feature cache of the model's graph")
+    p.add_argument("--split", choices=("val", "test"), default="val", help="where to measure")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--write", action="store_true", help="train (seed 0) and write the head into the model folder")
+    args = p.parse_args(argv)
+    if args.write:
+        from classifier.training.similar_index import load_cache_split
+
+        config = read_config(args.model)
+        train, val = load_cache_split(args.features, "train"), load_cache_split(args.features, "val")
+        counts = np.bincount(train["label"], minlength=len(config.codes)).astype(float)
+        head = train_context_head(train["features"].mean(axis=1), context_arrays(train), train["label"],
+                                  len(config.codes), args.seeds[0])
+        fitted = calibrate(head, val["features"].mean(axis=1), context_arrays(val), val["label"], counts)
+        raw = config.raw
+        write_head(args.model, raw, head, fitted)
+        write_config(args.model, raw)
+        read_config(args.model)
+        print(f"wrote {args.model / HEAD_NAME}", file=sys.stderr)
+        return 0
+    for row in compare(args.model, args.features, args.split, tuple(args.seeds)):
+        print(json.dumps(row))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(exit_status(main))
