@@ -49,6 +49,10 @@ RECIPES = {
     "mixup": ("mixup on features (Beta(0.2, 0.2)) with class weights ^0.5", {"weights": 0.5, "mixup": 0.2}),
     "mlp": ("2-layer MLP head (1280-256-7, ReLU, dropout 0.3) with class weights ^0.5",
             {"weights": 0.5, "hidden": 256}),
+    "isic": ("class weights ^0.5, training split + the 14,853 ISIC 2019 images (84 px) of HAM10000's classes",
+             {"weights": 0.5, "extra": "all"}),
+    "isic_mel": ("class weights ^0.5, training split + the 3,409 ISIC 2019 melanomas (84 px)",
+                 {"weights": 0.5, "extra": "mel"}),
 }
 TRAINED = [name for name in RECIPES if not name.startswith("shipped")]
 
@@ -172,7 +176,14 @@ def run_recipe(cache: dict, name: str, seed: int, model_folder: Path, runs: Path
             with np.load(head_file) as stored:
                 head = (stored["kernel"], stored["bias"])
         else:
-            model = train_head(cache["train_features"], y_train, RECIPES[name][1], seed)
+            x_train, y_fit = cache["train_features"], y_train
+            extra = RECIPES[name][1].get("extra")
+            if extra:  # outside images: training only (feature_cache --extra), never validation or test
+                keep = np.ones(len(cache["extra_label"]), bool) if extra == "all" else (
+                    cache["extra_label"] == CODES.index(extra))
+                x_train = np.concatenate([x_train, cache["extra_features"][keep]])
+                y_fit = np.concatenate([y_train, cache["extra_label"][keep]])
+            model = train_head(x_train, y_fit, RECIPES[name][1], seed)
             head = model
             if "hidden" not in RECIPES[name][1]:  # a linear head: the served Dense layer's weights
                 head = tuple(model.get_layer("predictions").get_weights())
@@ -238,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", choices=("val", "test"), default="val", help="scored split (test: the winner, once)")
     p.add_argument("--model", type=Path, help="model folder of the shipped head (default: the cache's)")
     p.add_argument("--runs", type=Path, default=Path("runs/heads"), help="results.jsonl and the heads")
+    p.add_argument("--extra", type=Path, help="feature_cache --extra output (recipes isic, isic_mel)")
     p.add_argument("--table", action="store_true", help="print the markdown table of results.jsonl")
     p.add_argument("--candidate", type=Path, help="write the (first) recipe's seed head into this model folder")
     args = p.parse_args(argv)
@@ -252,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown recipe(s) {', '.join(unknown)}; choose from {', '.join(RECIPES)}")
     started = time.time()
     cache = load_cache(args.features)
+    if args.extra is not None:
+        cache |= {k: v for k, v in load_cache(args.extra).items() if k.startswith("extra_")}
+    elif any(RECIPES[r][1].get("extra") for r in recipes):
+        p.error("recipes isic and isic_mel need --extra (python -m classifier.training.feature_cache --extra ...)")
     model_folder = args.model or Path(str(cache["model"]))
     print(f"loaded {args.features} in {time.time() - started:.0f} s (features of {model_folder})", file=sys.stderr)
     if args.candidate:
