@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from classifier.context import ContextError, PatientContext, load_context_head, parse_context
 from classifier.explain import cam_heatmap, energy, image_check_reasons, overlay, softmax
 from classifier.labels import DISCLAIMER
 from classifier.model_folder import ModelConfig, read_config
 from classifier.preprocessing import load_and_prepare
 from classifier.quality import QualityFinding, assess
 from classifier.runtime import open_runtime
+from classifier.similar import SimilarCase, load_similar_index
 from classifier.tta import views_of
 from classifier.uncertainty import mahalanobis_distance, prediction_sets
 
@@ -103,6 +105,9 @@ class Prediction:
     feature_distance: float | None = None
     feature_threshold: float | None = None
     quality: list[QualityFinding] = field(default_factory=list)  # photo-quality advice (classifier.quality)
+    context: PatientContext | None = None  # the patient context the answer used; None: image only
+    image_only_probabilities: dict[str, float] | None = None  # with context: the image-only answer, for comparison
+    similar_cases: list[SimilarCase] = field(default_factory=list)  # nearest training lesions, nearest first
 
     @property
     def top(self) -> list[ClassProbability]:
@@ -128,6 +133,16 @@ class Prediction:
         return (f"With {self.set_coverage:.0%} coverage (on held-out images like the training data) the diagnosis "
                 f"is {where}.")
 
+    @property
+    def context_note(self) -> str | None:
+        """How the context moved the answer, e.g. 'With age 70, back: mel 31% → 44% (image only → with context).'"""
+        if self.context is None or self.image_only_probabilities is None:
+            return None
+        now, before = {p.code: p.probability for p in self.probabilities}, self.image_only_probabilities
+        moved_most = sorted((c for c in now if c != self.label), key=lambda c: -abs(now[c] - before[c]))[:1]
+        moves = ", ".join(f"{code} {before[code]:.0%} → {now[code]:.0%}" for code in [self.label, *moved_most])
+        return f"With {self.context.describe()}: {moves} (image only → with context)."
+
     def heatmap_image(self) -> Image.Image | None:
         """The heatmap overlaid on the model's view of the image."""
         return None if self.heatmap is None else overlay(self.image, self.heatmap)
@@ -150,6 +165,10 @@ class Prediction:
                                "statement": self.set_statement},
             "tta_views": self.tta_views,
             "quality": [finding.to_dict() for finding in self.quality],
+            "context": None if self.context is None else self.context.to_dict(),
+            "image_only_probabilities": self.image_only_probabilities,
+            "context_note": self.context_note,
+            "similar_cases": [case.to_dict() for case in self.similar_cases],
         }
         if self.feature_distance is not None:
             result["out_of_distribution"] |= {"feature_distance": self.feature_distance,
@@ -176,10 +195,18 @@ class Classifier:
             raise ModelFolderError(f"{folder}: the model has {probe_logits.shape[-1]} outputs but config.json "
                                    f"lists {len(self.labels)} labels")
         self.feature_statistics = load_feature_statistics(self.config)
-        if self.feature_statistics is not None and (
-                probe_features is None or probe_features.shape[-1] != len(self.feature_statistics["projection"])):
+        feature_size = None if probe_features is None else probe_features.shape[-1]
+        if self.feature_statistics is not None and feature_size != len(self.feature_statistics["projection"]):
             raise ModelFolderError(f"{folder}: the model's pooled features do not match "
                                    f"{self.config.file('ood_features').name}")
+        self.context_head = load_context_head(self.config)
+        if self.context_head is not None and feature_size != len(self.context_head.feature_kernel):
+            raise ModelFolderError(f"{folder}: the model's pooled features do not match "
+                                   f"{self.config.file('context_head').name}")
+        self.similar_index = load_similar_index(self.config)
+        if self.similar_index is not None and feature_size != self.similar_index.feature_size:
+            raise ModelFolderError(f"{folder}: the model's pooled features do not match "
+                                   f"{self.config.file('similar_cases').name}")
 
     def prepare(self, image) -> np.ndarray:
         """The shared preprocessing: any accepted input -> (size, size, 3) uint8."""
@@ -198,14 +225,29 @@ class Classifier:
         return softmax(logits, self.config.temperature, self.config.class_bias)
 
     def classify(self, image, top_k: int = 3, tta: bool = False, heatmap: bool = False,
-                 heatmap_class: str | None = None) -> Prediction:
+                 heatmap_class: str | None = None, age=None, sex=None, site=None,
+                 similar: int | None = None) -> Prediction:
         """Classify one image (path, bytes, PIL image or array); raises ImageError for bad input. The model's
-        served views are averaged (``serving.views``), or with ``tta`` its test-time augmentation views."""
+        served views are averaged (``serving.views``), or with ``tta`` its test-time augmentation views.
+
+        ``age`` (years), ``sex`` and ``site`` (``classifier.context.SEXES`` / ``SITES``; None, empty or 'unknown'
+        = not given) are the optional patient context: given any, the model's context head answers
+        (``Prediction.context_note`` says how it moved the answer); a bad value raises ContextError.
+        ``similar``: how many similar training cases to attach (default the model's ``similar_cases.k``; 0:
+        none)."""
+        context = self.check_context(parse_context(age, sex, site))
         prepared = self.prepare(image)
         views = self.views(tta)
         logits, cam, features = self.forward(views_of(prepared, views))
-        pooled = None if features is None else features.mean(axis=0)  # the views' mean, as in run_each
-        return self._prediction(prepared, logits, cam[0], pooled, top_k, heatmap, heatmap_class)
+        return self._prediction(prepared, logits, cam[0], features, top_k, heatmap, heatmap_class, context, similar)
+
+    def check_context(self, context: PatientContext | None) -> PatientContext | None:
+        """The context if any field is given (None if none is); ContextError if the model has no context head."""
+        if context is None or not context.given:
+            return None
+        if self.context_head is None:
+            raise ContextError("this model has no patient-context head: classify without age, sex and site")
+        return context
 
     def views(self, tta: bool = False) -> tuple[str, ...]:
         """The views a prediction averages: the served ones, or with ``tta`` the test-time augmentation ones."""
@@ -219,19 +261,31 @@ class Classifier:
                 raise result
         return results
 
-    def classify_each(self, images, top_k: int = 3, batch_size: int = 32) -> list[Prediction | Exception]:
+    def classify_each(self, images, top_k: int = 3, batch_size: int = 32, contexts=None,
+                      similar: int | None = None) -> list[Prediction | Exception]:
         """Classify many images (no TTA, no heatmaps); a bad image becomes its exception (ImageError for bad
         input) in its place, so one broken file never costs the others. ``images`` may be any iterable of paths,
-        bytes, PIL images or arrays."""
-        return [item if isinstance(item, Exception) else self._prediction(*item, top_k, False, None)
-                for item in self.run_each(images, batch_size=batch_size)]
+        bytes, PIL images or arrays; ``contexts``, one PatientContext (or None) per image; ``similar`` as for
+        ``classify``."""
+        images = list(images)
+        contexts = [None] * len(images) if contexts is None else list(contexts)
+        if len(contexts) != len(images):
+            raise ValueError(f"{len(contexts)} contexts for {len(images)} images")
+        results = []
+        for item, context in zip(self.run_each(images, batch_size=batch_size), contexts, strict=True):
+            if not isinstance(item, Exception):
+                try:
+                    item = self._prediction(*item, top_k, False, None, self.check_context(context), similar)
+                except ContextError as exc:
+                    item = exc
+            results.append(item)
+        return results
 
     def run_each(self, images, views: tuple[str, ...] | None = None, batch_size: int = 32):
         """The one batch path, under ``classify_each``, evaluation and export: decode in parallel, prepare
         once, run the runtime on the views (default: the served ones) of the good images in batches of about
-        ``batch_size``. Yields per
-        image, in order, its exception or (prepared, logits (V, K), first view's activation maps (h, w, K),
-        the views' mean pooled features (D,) or None)."""
+        ``batch_size``. Yields per image, in order, its exception or (prepared, logits (V, K), first view's
+        activation maps (h, w, K), the views' pooled features (V, D) or None)."""
         images = list(images)
         views = views or self.config.served_views
         per_batch = max(batch_size // len(views), 1)
@@ -252,18 +306,25 @@ class Classifier:
                     logits = logits.reshape(len(good), len(views), -1)
                     cam = cam.reshape(len(good), len(views), *cam.shape[1:])[:, 0]
                     features = ([None] * len(good) if features is None
-                                else features.reshape(len(good), len(views), -1).mean(axis=1))
+                                else features.reshape(len(good), len(views), -1))
                     outputs = iter(zip(good, logits, cam, features, strict=True))
                 for item in prepared:
                     yield item if isinstance(item, Exception) else next(outputs)
 
-    def _prediction(self, prepared, logits, cam, features, top_k, heatmap, heatmap_class) -> Prediction:
+    def _prediction(self, prepared, logits, cam, view_features, top_k, heatmap, heatmap_class,
+                    context: PatientContext | None = None, similar: int | None = None) -> Prediction:
         codes = self.config.codes
         if heatmap_class is not None and heatmap_class not in codes:
             raise ValueError(f"unknown class {heatmap_class!r}; choose one of {', '.join(codes)}")
         if not 1 <= top_k <= len(codes):
             raise ValueError(f"top_k must be between 1 and {len(codes)}")
+        features = None if view_features is None else view_features.mean(axis=0)  # the views' mean
         probs = self.probabilities(logits).mean(axis=0)
+        image_only, conformal_threshold = None, self.config.conformal_threshold
+        if context is not None:
+            image_only = {code: round(float(probs[i]), 6) for i, code in enumerate(codes)}
+            probs = self.context_head.probabilities(view_features, context)
+            conformal_threshold = self.context_head.conformal_threshold
         order = np.argsort(-probs, kind="stable")
         ranked = [ClassProbability(codes[i], self.labels[i].name, round(float(probs[i]), 6), self.labels[i].malignant)
                   for i in order]
@@ -284,8 +345,14 @@ class Classifier:
                                f"{_share(self.config.feature_quantile)} validation images "
                                "stay under)")
         conformal_set = None
-        if self.config.conformal_threshold is not None:
-            conformal_set = [codes[i] for i in prediction_sets(probs[None], self.config.conformal_threshold)[0]]
+        if conformal_threshold is not None:
+            conformal_set = [codes[i] for i in prediction_sets(probs[None], conformal_threshold)[0]]
+        k = self.config.similar_k if similar is None else similar
+        if not 0 <= (k or 0) <= 64:
+            raise ValueError("similar must be between 0 and 64")
+        cases = []
+        if k and self.similar_index is not None and features is not None:
+            cases = self.similar_index.nearest(features, k)
         chosen = codes.index(heatmap_class) if heatmap_class else int(order[0])
         return Prediction(
             probabilities=ranked,
@@ -303,6 +370,9 @@ class Classifier:
             feature_distance=distance,
             feature_threshold=feature_threshold if distance is not None else None,
             quality=assess(prepared),
+            context=context,
+            image_only_probabilities=image_only,
+            similar_cases=cases,
         )
 
 

@@ -20,8 +20,10 @@ SEXES = ("male", "female")
 SITES = ("abdomen", "acral", "back", "chest", "ear", "face", "foot", "genital", "hand", "lower extremity", "neck",
          "scalp", "trunk", "upper extremity")
 AGE_RANGE = (0.0, 120.0)
+AGE_EDGES = (30, 40, 50, 60, 70, 80)  # age bands: under 30, 30-39, ..., 80 and over
 UNKNOWN = ("", "unknown", "none", "nan")
-ENCODED_SIZE = 2 + len(SEXES) + len(SITES)  # age / 100 and "age given", one-hot sex, one-hot site
+AGE_SIZE = 2 + len(AGE_EDGES) + 1  # age / 100, "age given", one-hot age band
+ENCODED_SIZE = AGE_SIZE + len(SEXES) + len(SITES)  # then one-hot sex, one-hot site
 
 
 class ContextError(ClassifierError):
@@ -91,10 +93,11 @@ def encode(context: PatientContext) -> np.ndarray:
     out = np.zeros(ENCODED_SIZE, np.float32)
     if context.age is not None:
         out[0], out[1] = context.age / 100.0, 1.0
+        out[2 + int(np.searchsorted(AGE_EDGES, context.age, side="right"))] = 1.0
     if context.sex is not None:
-        out[2 + SEXES.index(context.sex)] = 1.0
+        out[AGE_SIZE + SEXES.index(context.sex)] = 1.0
     if context.site is not None:
-        out[2 + len(SEXES) + SITES.index(context.site)] = 1.0
+        out[AGE_SIZE + len(SEXES) + SITES.index(context.site)] = 1.0
     return out
 
 
@@ -105,9 +108,9 @@ def encode_many(ages, sexes, sites) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ContextHead:
-    """The fusion head: logits = features @ feature_kernel + encode(context) @ context_kernel + bias, then the
-    head's own prior correction (``class_bias``) and ``temperature``; ``features`` are the mean pooled features
-    of the served views, so the answer keeps the image-only answer's invariance to turning and mirroring."""
+    """The fusion head: per view, logits = features @ feature_kernel + encode(context) @ context_kernel + bias,
+    then the head's own prior correction (``class_bias``) and ``temperature``, and the mean of the views'
+    probabilities, as for the image head, so the answer keeps its invariance to turning and mirroring."""
 
     feature_kernel: np.ndarray  # (D, K)
     context_kernel: np.ndarray  # (ENCODED_SIZE, K)
@@ -117,15 +120,16 @@ class ContextHead:
     conformal_threshold: float | None = None
 
     def logits(self, features: np.ndarray, context: PatientContext) -> np.ndarray:
-        """Raw fused logits (K,) for one image's mean pooled features (D,)."""
+        """Raw fused logits (V, K) for one image's per-view pooled features (V, D)."""
         # einsum, not @: a BLAS call wakes OpenBLAS's threads, which then spin against the interpreter's
-        return (np.einsum("d,dk->k", features.astype(np.float32), self.feature_kernel)
-                + encode(context) @ self.context_kernel + self.bias)
+        return (np.einsum("vd,dk->vk", np.atleast_2d(features).astype(np.float32), self.feature_kernel)
+                + np.einsum("c,ck->k", encode(context), self.context_kernel) + self.bias)
 
     def probabilities(self, features: np.ndarray, context: PatientContext) -> np.ndarray:
+        """Calibrated probabilities (K,): the mean over the views, as for the image head."""
         z = (self.logits(features, context) + self.class_bias) / self.temperature
-        z = np.exp(z - z.max())
-        return z / z.sum()
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        return (z / z.sum(axis=1, keepdims=True)).mean(axis=0)
 
 
 def load_context_head(config) -> ContextHead | None:

@@ -27,7 +27,7 @@ def predict_logits(classifier, paths: list[Path], tta: bool = False, batch_size:
         if with_features and pooled is None:
             raise ValueError("this model has no pooled-features output; export it again")
         out.append(logits)
-        features.append(pooled)
+        features.append(None if pooled is None else pooled.mean(axis=0))
         bar.update()
     bar.close()
     view_logits = np.stack(out) if out else np.zeros((0, len(views), len(classifier.labels)), np.float32)

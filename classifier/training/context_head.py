@@ -5,7 +5,8 @@ and measuring what the context adds (issue 19).
     python -m classifier.training.context_head --model model --features runs/features.npz --split test
     python -m classifier.training.context_head --model model --features runs/features.npz --write
 
-The head is one linear layer on the image's mean pooled features (the served views' mean, dropout 0.3) and the
+The head is one linear layer on the image's pooled features (dropout 0.3; every epoch each image in a random one
+of its served views; served, the mean of the views' calibrated probabilities, as for the image head) and the
 encoded context (age, sex, body site), trained on the training split with every field withheld at random
 (probability 0.5 each, so that any subset of fields, and none, is a case it has seen), class weights
 (n_max / n_c) ** 0.5, label smoothing 0.1, AdamW 1e-3 with cosine decay over 30 epochs: the image head's
@@ -23,21 +24,24 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier.context import ENCODED_SIZE, encode_many
+from classifier.context import AGE_SIZE, ENCODED_SIZE, SEXES, encode_many
 from classifier.errors import exit_status
 from classifier.model_folder import file_entry, read_config, write_config
 
 HEAD_NAME = "context_head.npz"
 SETTINGS = {"epochs": 30, "batch_size": 64, "learning_rate": 1e-3, "weight_decay": 1e-4, "dropout": 0.3,
             "label_smoothing": 0.1, "class_weight_power": 0.5, "field_drop": 0.5}
-FIELDS = {"age": slice(0, 2), "sex": slice(2, 4), "site": slice(4, ENCODED_SIZE)}
+FIELDS = {"age": slice(0, AGE_SIZE), "sex": slice(AGE_SIZE, AGE_SIZE + len(SEXES)),
+          "site": slice(AGE_SIZE + len(SEXES), ENCODED_SIZE)}
+SEEDS = (0, 1, 2, 3, 4)  # the served head is the mean of these seeds' heads (= the mean of their logits)
 
 
 def withhold(context: np.ndarray, rng: np.random.Generator, share: float) -> np.ndarray:
     """Encoded contexts (N, C) with each field zeroed (not given) at random with probability ``share``."""
     out = context.copy()
+    columns = np.arange(out.shape[1])
     for cols in FIELDS.values():
-        out[rng.random(len(out)) < share, cols] = 0.0
+        out[np.ix_(np.flatnonzero(rng.random(len(out)) < share), columns[cols])] = 0.0
     return out
 
 
@@ -51,7 +55,8 @@ def only(context: np.ndarray, fields: tuple[str, ...]) -> np.ndarray:
 
 def train_context_head(features: np.ndarray, context: np.ndarray, labels: np.ndarray, num_classes: int,
                        seed: int = 0, settings: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(feature_kernel (D, K), context_kernel (C, K), bias (K,)) trained as the module docstring says."""
+    """(feature_kernel (D, K), context_kernel (C, K), bias (K,)) trained as the module docstring says, on
+    per-view features (N, V, D)."""
     import keras
 
     from classifier.training.fit import class_weights
@@ -61,7 +66,8 @@ def train_context_head(features: np.ndarray, context: np.ndarray, labels: np.nda
     rng = np.random.default_rng(seed)
     per_class = class_weights(labels, num_classes, s["class_weight_power"])
     weights = np.array([per_class[int(c)] for c in labels], np.float32)
-    f_in = keras.Input((features.shape[1],), name="features")
+    n, views, d = features.shape
+    f_in = keras.Input((d,), name="features")
     c_in = keras.Input((context.shape[1],), name="context")
     joined = keras.layers.Concatenate()([keras.layers.Dropout(s["dropout"])(f_in), c_in])
     model = keras.Model([f_in, c_in], keras.layers.Dense(num_classes, name="predictions")(joined))
@@ -72,18 +78,26 @@ def train_context_head(features: np.ndarray, context: np.ndarray, labels: np.nda
     y = np.eye(num_classes, dtype=np.float32)[labels]
     for epoch in range(s["epochs"]):  # a new random withholding of fields every epoch
         order = rng.permutation(len(labels))
-        model.fit([features[order].astype(np.float32), withhold(context[order], rng, s["field_drop"])], y[order],
+        chosen = features[order, rng.integers(0, views, size=n)].astype(np.float32)
+        model.fit([chosen, withhold(context[order], rng, s["field_drop"])], y[order],
                   sample_weight=weights[order], batch_size=s["batch_size"], epochs=epoch + 1, initial_epoch=epoch,
                   shuffle=False, verbose=0)
     kernel, bias = model.get_layer("predictions").get_weights()
-    d = features.shape[1]
     return kernel[:d], kernel[d:], bias
+
+
+def averaged_head(features, context, labels, num_classes: int, seeds=SEEDS):
+    """The mean of the heads trained with each seed: for a linear head, the mean of their logits (an ensemble at
+    the cost of one head). Seeds move a single head's validation criterion by about a point."""
+    heads = [train_context_head(features, context, labels, num_classes, seed) for seed in seeds]
+    return tuple(np.mean([h[i] for h in heads], axis=0) for i in range(3))
 
 
 def fused_logits(head: tuple[np.ndarray, np.ndarray, np.ndarray], features: np.ndarray,
                  context: np.ndarray) -> np.ndarray:
+    """Per-view logits (N, V, K) of per-view features (N, V, D) and encoded contexts (N, C)."""
     feature_kernel, context_kernel, bias = head
-    return features @ feature_kernel + context @ context_kernel + bias
+    return np.einsum("nvd,dk->nvk", features, feature_kernel) + (context @ context_kernel + bias)[:, None]
 
 
 def calibrate(head, val_features, val_context, y_val, train_counts) -> dict:
@@ -92,7 +106,7 @@ def calibrate(head, val_features, val_context, y_val, train_counts) -> dict:
     from classifier.reporting.evaluation import fit_prior_correction, fit_temperature, mean_probabilities, prior_bias
     from classifier.uncertainty import fit_conformal_threshold
 
-    logits = fused_logits(head, val_features, val_context)[:, None]
+    logits = fused_logits(head, val_features, val_context)
     tau = fit_prior_correction(logits, y_val, train_counts)
     bias = np.round(prior_bias(tau, train_counts), 4)
     temperature = fit_temperature(logits, y_val, bias)
@@ -140,32 +154,39 @@ def context_arrays(split: dict) -> np.ndarray:
     return encode_many(split["age"], split["sex"], split["localization"]).astype(np.float32)
 
 
-def compare(folder: Path, cache: Path, split: str = "val", seeds=(0,)) -> list[dict]:
-    """Image only (as served) against the context head with full context, with each field alone and with none,
-    on ``split`` (calibration always fitted on validation)."""
+def compare(folder: Path, cache: Path, split: str = "val", seeds=SEEDS) -> list[dict]:
+    """Image only (as served) against the context heads of single seeds (full context, withheld) and their mean
+    (the served head: full context, each field alone, none), on ``split``; calibration always fitted on
+    validation."""
     from classifier.explain import softmax
     from classifier.training.similar_index import load_cache_split
 
     config = read_config(folder)
     codes, malignant = config.codes, np.array([label.malignant for label in config.labels])
     parts = {name: load_cache_split(cache, name) for name in {"train", "val", split}}
-    x = {name: p["features"].mean(axis=1) for name, p in parts.items()}
+    x = {name: p["features"] for name, p in parts.items()}
     c = {name: context_arrays(p) for name, p in parts.items()}
     y = {name: p["label"] for name, p in parts.items()}
     counts = np.bincount(y["train"], minlength=len(codes)).astype(float)
     served = softmax(parts[split]["logits"], config.temperature, np.array(config.class_bias)).mean(axis=1)
     rows = [{"model": "image only, as served", "seed": None,
              **score(served, y[split], codes, malignant, config.conformal_threshold)}]
-    for seed in seeds:
-        started = time.time()
-        head = train_context_head(x["train"], c["train"], y["train"], len(codes), seed)
+    started = time.time()
+    heads = {seed: train_context_head(x["train"], c["train"], y["train"], len(codes), seed) for seed in seeds}
+    seconds = round((time.time() - started) / len(seeds), 1)
+    heads["mean"] = tuple(np.mean([h[i] for h in heads.values()], axis=0) for i in range(3))
+    subsets = {"with age, sex and site": ("age", "sex", "site"), "with age only": ("age",), "with sex only": ("sex",),
+               "with site only": ("site",), "context withheld": ()}
+    for seed, head in heads.items():
         fitted = calibrate(head, x["val"], c["val"], y["val"], counts)
-        seconds = round(time.time() - started, 1)
-        for name, fields in (("with age, sex and site", ("age", "sex", "site")), ("with age only", ("age",)),
-                             ("with sex only", ("sex",)), ("with site only", ("site",)), ("context withheld", ())):
-            logits = fused_logits(head, x[split], only(c[split], fields))
-            probs = softmax(logits, fitted["temperature"], np.array(fitted["class_bias"]))
-            rows.append({"model": f"context head, {name}", "seed": seed, "seconds": seconds,
+        for name, fields in subsets.items():
+            if seed != "mean" and fields not in (("age", "sex", "site"), ()):
+                continue
+            probs = softmax(fused_logits(head, x[split], only(c[split], fields)), fitted["temperature"],
+                            np.array(fitted["class_bias"])).mean(axis=1)
+            label = f"mean of seeds {seeds[0]}-{seeds[-1]}" if seed == "mean" else f"seed {seed}"
+            rows.append({"model": f"context head ({label}), {name}", "seed": seed,
+                         "seconds": seconds * (len(seeds) if seed == "mean" else 1),
                          **score(probs, y[split], codes, malignant, fitted["conformal_threshold"])})
     return rows
 
@@ -175,8 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, default=Path("model"))
     p.add_argument("--features", type=Path, required=True, help="feature cache of the model's graph")
     p.add_argument("--split", choices=("val", "test"), default="val", help="where to measure")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--write", action="store_true", help="train (seed 0) and write the head into the model folder")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    p.add_argument("--write", action="store_true", help="train (the mean of the seeds' heads) and write it into the "
+                   "model folder")
     args = p.parse_args(argv)
     if args.write:
         from classifier.training.similar_index import load_cache_split
@@ -184,9 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         config = read_config(args.model)
         train, val = load_cache_split(args.features, "train"), load_cache_split(args.features, "val")
         counts = np.bincount(train["label"], minlength=len(config.codes)).astype(float)
-        head = train_context_head(train["features"].mean(axis=1), context_arrays(train), train["label"],
-                                  len(config.codes), args.seeds[0])
-        fitted = calibrate(head, val["features"].mean(axis=1), context_arrays(val), val["label"], counts)
+        head = averaged_head(train["features"], context_arrays(train), train["label"], len(config.codes),
+                             tuple(args.seeds))
+        fitted = calibrate(head, val["features"], context_arrays(val), val["label"], counts)
         raw = config.raw
         write_head(args.model, raw, head, fitted)
         write_config(args.model, raw)
