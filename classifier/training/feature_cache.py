@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -26,32 +24,29 @@ import numpy as np
 from classifier.data import SPLITS, load_split, read_metadata, resolve_images
 from classifier.errors import exit_status
 from classifier.labels import CODES
-from classifier.tta import VIEWS, views_of
+from classifier.tta import VIEWS
 
 META = ("age", "sex", "localization", "dx_type")
 
 
 def view_outputs(classifier, images, views: tuple[str, ...] = tuple(VIEWS), batch_size: int = 32,
                  progress=None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-view logits (N, V, K) and pooled features (N, V, D) of images (paths, arrays, ...), prepared and
-    batched as ``Classifier.run_each`` does, but keeping every view's features (``run_each`` averages them).
-    A bad image raises its error: a cache needs them all."""
+    """Per-view logits (N, V, K) and pooled features (N, V, D) of images (paths, arrays, ...), through the served
+    batch path (``Classifier.run_each``). A bad image raises its error: a cache needs them all."""
     images = list(images)
-    per_batch = max(batch_size // len(views), 1)
     logits, features = [], []
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        for start in range(0, len(images), per_batch):
-            prepared = list(pool.map(classifier.prepare, images[start:start + per_batch]))
-            out_logits, _, out_features = classifier.forward(np.concatenate([views_of(p, views) for p in prepared]))
-            if out_features is None:
-                raise ValueError("this model has no pooled-features output; export it again")
-            logits.append(out_logits.reshape(len(prepared), len(views), -1))
-            features.append(out_features.reshape(len(prepared), len(views), -1))
-            if progress is not None:
-                progress(start + len(prepared), len(images))
+    for item in classifier.run_each(images, views=views, batch_size=batch_size):
+        if isinstance(item, Exception):
+            raise item
+        if item[3] is None:
+            raise ValueError("this model has no pooled-features output; export it again")
+        logits.append(item[1])
+        features.append(item[3])
+        if progress is not None and (len(logits) % max(batch_size // len(views), 1) == 0 or len(logits) == len(images)):
+            progress(len(logits), len(images))
     if not logits:
         return np.zeros((0, len(views), len(classifier.labels)), np.float32), np.zeros((0, len(views), 0), np.float32)
-    return np.concatenate(logits), np.concatenate(features)
+    return np.stack(logits), np.stack(features)
 
 
 def split_arrays(records, split: dict[str, str], name: str) -> dict[str, np.ndarray]:
