@@ -245,6 +245,7 @@ class Classifier:
         """The context if any field is given (None if none is); ContextError if the model has no context head."""
         if context is None or not context.given:
             return None
+        context = parse_context(context.age, context.sex, context.site)  # a caller's own PatientContext, checked
         if self.context_head is None:
             raise ContextError("this model has no patient-context head: classify without age, sex and site")
         return context

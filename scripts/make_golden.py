@@ -26,12 +26,22 @@ def golden_inputs() -> dict:
     return inputs
 
 
+CONTEXT = {"age": 60, "sex": "female", "site": "back"}  # the patient context the golden file pins
+
+
 def outputs(classifier, inputs: dict) -> dict:
+    """Per input: the image-only answer, its similar cases (image ids) and, for a model with a context head, the
+    answer with ``CONTEXT``."""
     result = {}
     for name, image in inputs.items():
         p = classifier.classify(image)
         result[name] = {"label": p.label, "probabilities": {c.code: c.probability for c in p.probabilities},
-                        "prediction_set": p.prediction_set, "feature_distance": p.feature_distance}
+                        "prediction_set": p.prediction_set, "feature_distance": p.feature_distance,
+                        "similar_cases": [case.image_id for case in p.similar_cases]}
+        if classifier.context_head is not None:
+            fused = classifier.classify(image, **CONTEXT)
+            result[name]["with_context"] = {"label": fused.label, "prediction_set": fused.prediction_set,
+                                            "probabilities": {c.code: c.probability for c in fused.probabilities}}
     return result
 
 

@@ -21,6 +21,7 @@ def test_bundled_model_reproduces_its_golden_outputs(bundled_model_dir):
     assert len([k for k in measured if k.startswith("examples/")]) >= 7
     for name, expected in golden["outputs"].items():
         assert_golden(measured[name], expected, name)
+        assert ("with_context" in measured[name]) == ("with_context" in expected), name
 
 
 def assert_golden(got: dict, expected: dict, name: str) -> None:
@@ -31,6 +32,12 @@ def assert_golden(got: dict, expected: dict, name: str) -> None:
         assert got["probabilities"][code] == pytest.approx(probability, abs=1e-4), (name, code)
     if expected["feature_distance"] is not None:
         assert got["feature_distance"] == pytest.approx(expected["feature_distance"], rel=1e-3, abs=1e-3), name
+    if "similar_cases" in expected:  # ids, or the records' similar_cases
+        assert [c if isinstance(c, str) else c["image_id"] for c in got["similar_cases"]] == expected[
+            "similar_cases"], name
+    if "with_context" in expected and "with_context" in got:
+        assert_golden(got["with_context"] | {"feature_distance": None},
+                      expected["with_context"] | {"feature_distance": None}, f"{name} with context")
 
 
 def test_golden_file_is_in_the_repository():

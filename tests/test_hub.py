@@ -409,7 +409,8 @@ def test_the_bundled_model_round_trips_through_the_hub(hub, home, bundled_model_
     for row in rows:  # a predict record (README "JSON fields") holds the golden quantities like this
         got = {"label": row["label"], "probabilities": row["probabilities"],
                "prediction_set": row["prediction_set"]["classes"],
-               "feature_distance": row["out_of_distribution"]["feature_distance"]}
+               "feature_distance": row["out_of_distribution"]["feature_distance"],
+               "similar_cases": row["similar_cases"]}
         assert_golden(got, expected[row["path"]], row["path"])
     cached = cli_home / "hub" / "models--me--ham10000" / "snapshots" / commit
     assert sorted(p.name for p in cached.iterdir()) == sorted(carried)
@@ -432,6 +433,7 @@ def test_the_bundled_model_round_trips_through_the_hub(hub, home, bundled_model_
         assert set(examples) <= result["outputs"].keys() and result["outputs"].keys() == expected.keys()
         for name, want in expected.items():
             assert_golden(result["outputs"][name], want, name)
+            assert "with_context" in result["outputs"][name], name  # the context head came along
 
     # the app, as a Space with MODEL_ID starts it, offline from the same cache: its API scores an example
     serve_app_and_score(hub_env(hub, home, MODEL_ID=repo, HF_HUB_OFFLINE="1"), examples[0], expected[examples[0]])
@@ -462,7 +464,8 @@ def serve_app_and_score(env: dict, example: str, want: dict) -> None:
         result = client.predict(handle_file(str(ROOT / example)), 3, False, "predicted", api_name="/classify_json")
         got = {"label": result["label"], "probabilities": result["probabilities"],
                "prediction_set": result["prediction_set"]["classes"],
-               "feature_distance": result["out_of_distribution"]["feature_distance"]}
+               "feature_distance": result["out_of_distribution"]["feature_distance"],
+               "similar_cases": result["similar_cases"]}
         assert_golden(got, want, example)
     finally:
         server.terminate()
