@@ -70,6 +70,10 @@ def test_train_one_epoch_then_resume_and_write_a_servable_model_folder(tmp_path)
     assert 0 <= quantization["val_top1_agreement_with_float"] <= 1
     assert config.served_views == config.tta_views and len(config.tta_views) == 8  # every symmetry
     assert "int8" in (out / "README.md").read_text()
+    # the evidence beside the answer (issue 19): the similar-cases index and the patient-context head
+    assert config.similar_k == 8 and len(prediction.similar_cases) == 8
+    assert config.context is not None and (out / "context_head.npz").is_file()
+    assert Classifier(out).classify(lesion_like(100), age=50, site="back").context_note
 
     # a weight-averaging continuation: starts from the mean of the run's epochs, at a constant rate
     continued = tmp_path / "continued"

@@ -12,11 +12,12 @@ from classifier.reporting.metrics import negative_log_likelihood
 
 
 def predict_logits(classifier, paths: list[Path], tta: bool = False, batch_size: int = 32,
-                   show_progress: bool = True, with_features: bool = False, views: tuple[str, ...] | None = None):
+                   show_progress: bool = True, with_features: bool = False, views: tuple[str, ...] | None = None,
+                   per_view: bool = False):
     """Per-view logits (N, V, K) for image files, through the classifier's one batch path: V is the number of
     served views, or of the test-time augmentation views with ``tta``, or of ``views``. With ``with_features``,
-    also the mean pooled features of the views, (N, D): a tuple is returned. A file that cannot be read raises
-    its error (a measurement needs them all)."""
+    also the mean pooled features of the views, (N, D), or with ``per_view`` every view's, (N, V, D): a tuple is
+    returned. A file that cannot be read raises its error (a measurement needs them all)."""
     views = views or classifier.views(tta)
     out, features = [], []
     bar = tqdm(total=len(paths), unit="img", disable=True if not show_progress or len(paths) < 20 else None)
@@ -27,7 +28,7 @@ def predict_logits(classifier, paths: list[Path], tta: bool = False, batch_size:
         if with_features and pooled is None:
             raise ValueError("this model has no pooled-features output; export it again")
         out.append(logits)
-        features.append(None if pooled is None else pooled.mean(axis=0))
+        features.append(pooled if per_view or pooled is None else pooled.mean(axis=0))
         bar.update()
     bar.close()
     view_logits = np.stack(out) if out else np.zeros((0, len(views), len(classifier.labels)), np.float32)

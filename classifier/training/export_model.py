@@ -155,8 +155,11 @@ def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Pat
 
     classifier = Classifier(out)
     val_paths = [paths[i] for i in ids["val"]]
-    val_views, val_features = predict_logits(classifier, val_paths, with_features=True)  # the served views
-    _, train_features = predict_logits(classifier, [paths[i] for i in ids["train"]], with_features=True)
+    # the served views' logits, every view's pooled features (the context head trains on them)
+    val_views, val_view_features = predict_logits(classifier, val_paths, with_features=True, per_view=True)
+    _, train_view_features = predict_logits(classifier, [paths[i] for i in ids["train"]], with_features=True,
+                                            per_view=True)
+    val_features, train_features = val_view_features.mean(axis=1), train_view_features.mean(axis=1)
     train_counts = np.bincount(y["train"], minlength=len(CODES))
     tau = fit_prior_correction(val_views, y["val"], train_counts)
     bias = np.round(prior_bias(tau, train_counts), 4)
@@ -172,6 +175,7 @@ def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Pat
     raw["ood"]["energy_quantile"] = 0.99
     fit_uncertainty(out, raw, mean_probabilities(val_views, temperature, bias), y["val"], train_features,
                     y["train"], val_features)
+    add_evidence(out, raw, records, paths, ids, (train_view_features, val_view_features), y, train_counts)
     if "quantization" in raw.get("serving", {}):
         raw["serving"]["quantization"]["val_top1_agreement_with_float"] = _float_agreement(
             out, val_paths, val_views[:, 0])
@@ -210,6 +214,26 @@ def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Pat
     write_config(out, raw)
     write_model_card(out)
     return raw["metrics"]
+
+
+def add_evidence(out: Path, raw: dict, records: list[Record], paths: dict[str, Path], ids: dict, view_features,
+                 y: dict, train_counts: np.ndarray) -> None:
+    """The similar-cases index (one image per training lesion) and the patient-context head (trained on the
+    training split's features and metadata, calibrated on validation), written into ``out`` and ``raw``."""
+    from classifier.context import encode_many
+    from classifier.training.context_head import averaged_head, calibrate, write_head
+    from classifier.training.similar_index import write_index
+
+    train_views, val_views = view_features
+    write_index(out, raw, train_views.mean(axis=1), ids["train"], records, paths)
+    by_id = {r.image_id: r for r in records}
+
+    def context_of(split):
+        chosen = [by_id[i] for i in ids[split]]
+        return encode_many([r.age for r in chosen], [r.sex for r in chosen], [r.localization for r in chosen])
+
+    head = averaged_head(train_views, context_of("train"), y["train"], len(raw["labels"]))
+    write_head(out, raw, head, calibrate(head, val_views, context_of("val"), y["val"], train_counts))
 
 
 def _float_agreement(out: Path, paths: list[Path], litert_logits: np.ndarray) -> float:
