@@ -5,6 +5,20 @@ A record is the JSON object ``predict`` prints for one input: ``{"path": ..., **
 (:class:`InOrder`). CSV and Parquet hold the same records as flat rows (:func:`flat_row`). An ``--out`` file is
 appended to, and read back by the next run with the same ``--out``, so that a stopped run goes on where it
 stopped (:func:`open_output`).
+
+The flat columns (:func:`row_columns`), the same with or without patient context, so that runs append to one file:
+
+- ``path``, ``label``, ``top<i>_code`` and ``top<i>_probability`` for i = 1 .. top k, ``malignant_probability``,
+  ``warning`` (the out-of-distribution warning), ``prediction_set`` (the conformal set's codes, space separated),
+  ``quality`` (the photo-quality findings' codes joined by ``;``; empty: none);
+- ``age``, ``sex``, ``site``: the patient context the answer used (empty: not given); ``context_note``: how the
+  context moved the answer (empty without context); the image-only probabilities stay in the JSON records;
+- ``similar_cases``: the similar training cases, nearest first, as ``image_id:code:distance`` joined by ``;``
+  (e.g. ``ISIC_0024696:bkl:0.2035;ISIC_0029810:bkl:0.2221``; empty: none);
+- ``probability_<code>`` for every class, [``heatmap_path``], ``error`` (empty unless the input failed; then the
+  other columns are empty).
+
+Parquet holds the probabilities and ``age`` as float64, the rest as text; CSV writes probabilities with 6 decimals.
 """
 
 from __future__ import annotations
@@ -30,9 +44,10 @@ class OutputError(RuntimeError):
 def error_message(exc: Exception, name: str | None = None) -> str:
     """The error text of a row. ``name``: the file name that messages about raw bytes should carry (the loader
     calls bytes "upload"), so that a file read as bytes reads the same as the file read by path."""
-    from classifier.preprocessing import ImageError
+    from classifier.errors import ClassifierError
 
-    text = str(exc) if isinstance(exc, ImageError) else f"{type(exc).__name__}: {exc}"
+    # ImageError and ContextError messages name the file themselves
+    text = str(exc) if isinstance(exc, ClassifierError) else f"{type(exc).__name__}: {exc}"
     if name is not None and text.startswith("upload: "):
         text = f"{name}: {text[len('upload: '):]}"
     return text
@@ -57,14 +72,22 @@ def printable(text: str) -> str:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+CONTEXT_COLUMNS = ("age", "sex", "site", "context_note", "similar_cases")
+
+
+def is_number(column: str) -> bool:
+    """True for the columns that hold numbers (floats): the probabilities and the age."""
+    return "probability" in column or column == "age"
+
+
 def row_columns(top_k: int, codes, with_overlay: bool = False) -> list[str]:
     """The flat columns: path, label, the top k (code, probability), P(malignant), the out-of-distribution
-    warning, the conformal prediction set, the photo-quality findings' codes, every class's probability,
-    [heatmap_path], error."""
+    warning, the conformal prediction set, the photo-quality findings' codes, the patient context (age, sex,
+    site, context_note), the similar cases, every class's probability, [heatmap_path], error."""
     columns = ["path", "label"]
     for i in range(1, top_k + 1):
         columns += [f"top{i}_code", f"top{i}_probability"]
-    columns += ["malignant_probability", "warning", "prediction_set", "quality"]
+    columns += ["malignant_probability", "warning", "prediction_set", "quality", *CONTEXT_COLUMNS]
     columns += [f"probability_{code}" for code in codes]
     return columns + (["heatmap_path"] if with_overlay else []) + ["error"]
 
@@ -83,6 +106,11 @@ def flat_row(record: dict, top_k: int, codes, with_overlay: bool = False) -> dic
         classes = (record.get("prediction_set") or {}).get("classes")
         row["prediction_set"] = " ".join(classes) if classes is not None else None
         row["quality"] = ";".join(finding["code"] for finding in record.get("quality", []))  # empty: no finding
+        context = record.get("context") or {}
+        row["age"] = None if context.get("age") is None else float(context["age"])
+        row["sex"], row["site"] = context.get("sex"), context.get("site")
+        row["context_note"] = record.get("context_note")
+        row["similar_cases"] = similar_text(record.get("similar_cases") or [])
         for code in codes:
             row[f"probability_{code}"] = float(record["probabilities"][code])
     if with_overlay:
@@ -90,9 +118,17 @@ def flat_row(record: dict, top_k: int, codes, with_overlay: bool = False) -> dic
     return {column: printable(value) if isinstance(value, str) else value for column, value in row.items()}
 
 
+def similar_text(cases: list[dict]) -> str:
+    """Similar cases (``Prediction.to_dict()["similar_cases"]``) as one cell: ``image_id:code:distance``, nearest
+    first, joined by ``;``; empty for none."""
+    return ";".join(f"{case['image_id']}:{case['code']}:{case['distance']:.4f}" for case in cases)
+
+
 def csv_cells(row: dict) -> list[str]:
-    """A flat row as CSV cells: floats with 6 decimals, absent values empty."""
-    return ["" if v is None else f"{v:.6f}" if isinstance(v, float) else str(v) for v in row.values()]
+    """A flat row as CSV cells: probabilities with 6 decimals, the age as it is (e.g. 70, 62.5), absent values
+    empty."""
+    return ["" if v is None else f"{v:g}" if column == "age" else f"{v:.6f}" if isinstance(v, float) else str(v)
+            for column, v in row.items()]
 
 
 class InOrder:
@@ -182,7 +218,7 @@ class ParquetParts:
 
         self.folder = folder
         self.row_of = row_of
-        self.schema = pa.schema([(c, pa.float64() if "probability" in c else pa.string()) for c in columns])
+        self.schema = pa.schema([(c, pa.float64() if is_number(c) else pa.string()) for c in columns])
         # Part names sort in the order written (UTC to the microsecond, then the part's number), so that readers,
         # which take the parts in name order, see the rows in input order, also after resumed runs.
         now = time.time()
@@ -281,7 +317,7 @@ def _text_paths(out: Path, fmt: str, columns: list[str]) -> set[str]:
     rows = list(csv.reader(text.splitlines()))
     if rows and rows[0] != columns:
         raise OutputError(f"--out {out} has other columns than this run writes (another --top-k, model or "
-                          "--heatmap-dir?); write to a new file")
+                          "--heatmap-dir, or an older version of predict?); write to a new file")
     return {row[0] for row in rows[1:] if row}
 
 
@@ -293,6 +329,6 @@ def _parquet_paths(folder: Path, columns: list[str]) -> set[str]:
     for part in sorted(folder.glob("part-*.parquet")):
         if pq.read_schema(part).names != columns:
             raise OutputError(f"--out {folder}: {part.name} has other columns than this run writes (another "
-                              "--top-k or model?); write to a new folder")
+                              "--top-k or model, or an older version of predict?); write to a new folder")
         done.update(pq.read_table(part, columns=["path"]).column("path").to_pylist())
     return done
