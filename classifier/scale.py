@@ -8,6 +8,8 @@ its rows equal the in-process engine's. The driver lists the inputs (local paths
 ``hf://``), skips those an existing ``--out`` already holds, and writes the rows in input order: Ray may
 return batches out of order, so each row is matched to its input's position and held until the rows of all
 earlier inputs are written (``preserve_order`` makes Ray return them in order, so that wait is short).
+Patient contexts travel to the actors with the model settings: one for all inputs, or a table by location put
+in Ray's object store once; each actor passes them to ``classify_each``, as the local engine does.
 Ray is optional: ``pip install -r requirements-scale.txt``.
 """
 
@@ -127,13 +129,21 @@ class ScoreImages:
     """Ray Data callable class: an actor that holds one Classifier and scores batches of image files.
 
     In: ``{"path": [...], "bytes": [...]}``; out: ``{"path": [...], "record": [JSON text]}``, a record being
-    ``Prediction.to_dict()`` or ``{"error": ...}`` (the driver adds the input's id as its path)."""
+    ``Prediction.to_dict()`` or ``{"error": ...}`` (the driver adds the input's id as its path). ``context``: the
+    PatientContext of every image; ``contexts``: by location (its path), or an ObjectRef of that table;
+    ``similar``: similar cases per record (None: the model's)."""
 
-    def __init__(self, model: str | None, revision: str | None, runtime: str, top_k: int):
+    def __init__(self, model: str | None, revision: str | None, runtime: str, top_k: int,
+                 similar: int | None = None, context=None, contexts=None):
+        import ray
+
         from classifier.api import load_classifier
 
         self.classifier = load_classifier(model, revision, runtime)
         self.top_k = top_k
+        self.similar = similar
+        self.context = context
+        self.contexts = ray.get(contexts) if isinstance(contexts, ray.ObjectRef) else contexts or {}
         _fit_threads_to_actor(self.classifier)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -141,7 +151,9 @@ class ScoreImages:
 
         paths = [str(p) for p in batch["path"]]
         data = [bytes(b) for b in batch["bytes"]]
-        results = self.classifier.classify_each(data, top_k=self.top_k, batch_size=max(len(data), 1))
+        contexts = [self.contexts.get(path, self.context) for path in paths]
+        results = self.classifier.classify_each(data, top_k=self.top_k, batch_size=max(len(data), 1),
+                                                contexts=contexts, similar=self.similar)
         records = []
         for path, result in zip(paths, results, strict=True):
             record = record_of(path, result)
@@ -204,9 +216,12 @@ def connect(address: str | None, num_cpus: int | None) -> bool:
 
 def score_on_ray(inputs: Inputs, write, model: str | None, revision: str | None, runtime: str = "auto",
                  top_k: int = 3, address: str | None = None, num_cpus: int | None = None,
-                 flush=lambda: None, known: dict[int, dict] | None = None) -> EngineRun:
+                 flush=lambda: None, known: dict[int, dict] | None = None, contexts=None,
+                 similar: int | None = None) -> EngineRun:
     """Score ``inputs`` on Ray and call ``write(record)`` for each, in input order; ``flush()`` after each batch.
-    ``known``: the records of inputs not to score (by position in ``inputs``), written in their place.
+    ``known``: the records of inputs not to score (by position in ``inputs``), written in their place;
+    ``contexts``: each input's PatientContext or None (an input's location has one context); ``similar``: similar
+    cases per record (None: the model's).
     Starts a local Ray (and shuts it down) unless ``address``/$RAY_ADDRESS names a cluster or Ray is running."""
     from collections import deque
 
@@ -224,8 +239,20 @@ def score_on_ray(inputs: Inputs, write, model: str | None, revision: str | None,
         if position not in known:
             positions.setdefault(location, deque()).append(position)
     locations = [location for position, location in enumerate(inputs.locations) if position not in known]
+    settings = {"model": model, "revision": revision, "runtime": runtime, "top_k": top_k, "similar": similar}
+    if contexts is not None:
+        given = {}
+        for location, waiting in positions.items():
+            found = {contexts[position] for position in waiting}
+            if len(found) > 1:  # the actors look contexts up by location
+                raise ValueError(f"{location} is given more than once, with different contexts")
+            given[location] = found.pop()
+        if len(set(given.values())) == 1:  # e.g. --age/--sex/--site: one context for all
+            settings["context"] = next(iter(given.values()))
+        else:
+            settings["contexts"] = {location: context for location, context in given.items() if context is not None}
     if locations:  # none: e.g. all of them are in --out already, or no files: no need for Ray
-        _score(locations, inputs, positions, ordered, run, model, revision, runtime, top_k, address, num_cpus)
+        _score(locations, inputs, positions, ordered, run, settings, address, num_cpus)
     if ordered.missing:
         left = [location for location, waiting in positions.items() if waiting]
         raise RuntimeError(f"Ray returned no row for {ordered.missing} of the inputs (the first: "
@@ -242,8 +269,9 @@ class _Flushing:
         self.flush = flush
 
 
-def _score(locations, inputs, positions, ordered, run, model, revision, runtime, top_k, address, num_cpus):
-    """The Ray part of ``score_on_ray``: each row of ``locations`` put in ``ordered`` at its input's position."""
+def _score(locations, inputs, positions, ordered, run, settings, address, num_cpus):
+    """The Ray part of ``score_on_ray``: each row of ``locations`` put in ``ordered`` at its input's position;
+    ``settings``: ScoreImages' arguments."""
     import ray
     import ray.data
 
@@ -265,9 +293,11 @@ def _score(locations, inputs, positions, ordered, run, model, revision, runtime,
         dataset = ray.data.read_binary_files(locations, include_paths=True, filesystem=inputs.filesystem,
                                              override_num_blocks=math.ceil(len(locations) / batch_size),
                                              num_cpus=0, concurrency=actors)
+        if settings.get("contexts"):  # a table by location: in the object store once, not in every actor's task
+            settings = {**settings, "contexts": ray.put(settings["contexts"])}
         dataset = dataset.map_batches(
             ScoreImages,
-            fn_constructor_kwargs={"model": model, "revision": revision, "runtime": runtime, "top_k": top_k},
+            fn_constructor_kwargs=settings,
             batch_size=batch_size,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=actors),
