@@ -6,16 +6,28 @@ cannot be classified (missing, not a file, broken) gets an error row in its plac
 Two engines give the same rows: ``local`` (default) classifies in this process; ``ray`` spreads the work over
 Ray Data actors, on this machine or a cluster (classifier/scale.py). ``--out`` writes .jsonl, .csv or .parquet
 instead of stdout, and a second run with the same ``--out`` skips the images it already holds.
+
+Patient context (issue 19): ``--age/--sex/--site`` for every input, or ``--context CSV`` with a row per image
+(:func:`read_context_csv`, :func:`match_contexts`); an input whose row cannot be used gets an error row in its
+place. ``--similar K`` sets how many similar training cases each record carries.
 """
 
+import csv
+import os
+import posixpath
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 # Folders are searched for these; unsupported image types are listed too, so they get a clear error line.
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".mpo",
                   ".ico", ".heic", ".heif", ".avif", ".jp2", ".psd", ".pcx", ".svg"}
 BATCH_SIZE = 32
+SIMILAR_MAX = 64  # Classifier's own limit on similar cases
+# --context CSV columns: each field and the names it may have (HAM10000's metadata: image_id, localization)
+CONTEXT_COLUMNS = {"image": ("image", "image_id"), "age": ("age",), "sex": ("sex",),
+                   "site": ("site", "localization")}
 
 
 def add_arguments(p):
@@ -39,6 +51,15 @@ def add_arguments(p):
     p.add_argument("--heatmap-dir", type=Path, help="also save heatmap overlays here as PNG (implies --heatmap)")
     p.add_argument("--runtime", choices=("auto", "litert", "keras"), default="auto",
                    help="inference runtime (default: LiteRT when installed)")
+    p.add_argument("--age", help="patient context for every input: age in years (0-120)")
+    p.add_argument("--sex", help="patient context for every input: male or female")
+    p.add_argument("--site", help="patient context for every input: body site (e.g. back, face, lower extremity)")
+    p.add_argument("--context", type=Path, metavar="CSV",
+                   help="patient context per image: a CSV with columns image,age,sex,site (also image_id and "
+                   "localization, as in HAM10000's metadata); image is an input's path as given, its file name or "
+                   "its stem; inputs without a row are scored on the image alone")
+    p.add_argument("--similar", type=int, metavar="K",
+                   help="similar training cases per image (default: the model's; 0: none)")
 
 
 def image_paths(paths: list[Path]) -> list[Path]:
@@ -64,6 +85,7 @@ def run(args):
 
     from classifier import scale
     from classifier.api import load_classifier
+    from classifier.context import ContextError, PatientContext
     from classifier.labels import DISCLAIMER
     from classifier.results import OutputError, open_output, out_format, printable, record_of
 
@@ -79,6 +101,12 @@ def run(args):
         return fail("--num-cpus sizes a local Ray; the cluster at --address has its own CPUs")
     if args.top_k < 1:
         return fail("--top-k must be at least 1")
+    if args.similar is not None and not 0 <= args.similar <= SIMILAR_MAX:
+        return fail(f"--similar must be between 0 and {SIMILAR_MAX}")
+    try:
+        given = given_context(args)
+    except ContextError as exc:
+        return fail(str(exc))
     written_as = args.format or "json"  # on stdout; an --out file by its suffix
     if args.out is not None:
         try:
@@ -104,6 +132,16 @@ def run(args):
             return fail(str(exc))
     if not inputs.ids:
         return fail(f"no image files found in {', '.join(map(str, args.paths))}")
+    if args.context is not None:
+        try:
+            context_of, notes = match_contexts(read_context_csv(args.context), inputs, args.context.name,
+                                               local=not uris)
+        except ContextError as exc:
+            return fail(str(exc))
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+    else:
+        context_of = dict.fromkeys(inputs.locations, given)
 
     try:
         classifier = load_classifier(args.model, args.revision, args.runtime)
@@ -113,6 +151,10 @@ def run(args):
         print(f"note: {classifier.source.notice}", file=sys.stderr)
     if args.top_k > len(classifier.labels):
         return fail(f"--top-k must be at most {len(classifier.labels)} (the number of classes)")
+    if classifier.context_head is None and any(isinstance(c, PatientContext) for c in context_of.values()):
+        return fail("this model has no patient-context head: predict without --age, --sex, --site and --context")
+    if args.similar and classifier.similar_index is None:
+        print("note: this model has no similar-cases index; the records list no similar cases", file=sys.stderr)
     if args.heatmap_dir is not None:
         try:
             args.heatmap_dir.mkdir(parents=True, exist_ok=True)
@@ -134,13 +176,16 @@ def run(args):
         print(DISCLAIMER, file=sys.stderr)
     try:
         unreadable = {} if uris else unreadable_files(todo.ids, ray_engine)
-        known = {position: record_of(path, unreadable[path])  # an error row each, in its place
-                 for position, path in enumerate(todo.ids) if path in unreadable}
+        contexts = [context_of[location] for location in todo.locations]
+        known = {position: record_of(path, unreadable.get(path, context))  # an error row each, in its place
+                 for position, (path, context) in enumerate(zip(todo.ids, contexts, strict=True))
+                 if path in unreadable or isinstance(context, Exception)}
+        contexts = [None if isinstance(context, Exception) else context for context in contexts]
         if ray_engine:
-            result = score_ray(classifier, todo, writer, args, known)
+            result = score_ray(classifier, todo, writer, args, known, contexts)
         else:
             result = score_local(classifier, [Path(p) for p in todo.ids], writer, args.top_k, args.tta, heatmap,
-                                 Overlays(args.heatmap_dir), known)
+                                 Overlays(args.heatmap_dir), known, contexts, args.similar)
     except BrokenPipeError:  # e.g. piped into head
         sys.stderr.close()
         return 1
@@ -153,6 +198,136 @@ def run(args):
             pass
     print(result.summary(), file=sys.stderr)
     return 1 if result.errors else 0
+
+
+def given_context(args):
+    """The context of --age/--sex/--site (None when none is given); ContextError, naming the option, for a bad
+    value or for them together with --context."""
+    from classifier.context import ContextError, parse_context
+
+    values = {"age": args.age, "sex": args.sex, "site": args.site}
+    if args.context is not None and any(value is not None for value in values.values()):
+        raise ContextError("give the patient context either per image in --context CSV or for every input with "
+                           "--age, --sex and --site, not both")
+    for option, value in values.items():
+        try:
+            parse_context(**{option: value})
+        except ContextError as exc:
+            raise ContextError(f"--{option}: {exc}") from None
+    context = parse_context(**values)
+    return context if context.given else None
+
+
+@dataclass(frozen=True)
+class ContextRow:
+    """One row of a --context CSV: its line number, the image it names, and its raw age, sex and site."""
+
+    line: int
+    image: str
+    values: tuple
+
+
+def read_context_csv(path: Path) -> list[ContextRow]:
+    """The rows of a --context CSV (UTF-8, a header naming ``image`` (or ``image_id``) and any of ``age``,
+    ``sex``, ``site`` (or ``localization``), other columns ignored). Raises ContextError when the file cannot be
+    read or lacks those columns; the values are checked later, per image."""
+    from classifier.context import ContextError
+
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as stream:
+            reader = csv.reader(stream)
+            header = [name.strip().lower() for name in next(reader, [])]
+            where = {}
+            for field, names in CONTEXT_COLUMNS.items():
+                found = [name for name in names if name in header]
+                if len(found) > 1:
+                    raise ContextError(f"--context {path}: columns {' and '.join(found)} both give the {field}; "
+                                       "keep one")
+                if found:
+                    where[field] = header.index(found[0])
+            if "image" not in where or len(where) == 1:
+                raise ContextError(f"--context {path}: the header must name an image column (image or image_id) "
+                                   "and at least one of age, sex, site (or localization); it names: "
+                                   f"{', '.join(name[:40] for name in header[:8]) or 'nothing'}")
+            rows = []
+            for cells in reader:
+                if not any(cell.strip() for cell in cells):
+                    continue
+
+                def cell(field, cells=cells):
+                    i = where.get(field)
+                    return cells[i] if i is not None and i < len(cells) else None
+
+                rows.append(ContextRow(reader.line_num, (cell("image") or "").strip(),
+                                       (cell("age"), cell("sex"), cell("site"))))
+    except OSError as exc:
+        raise ContextError(f"--context {path}: cannot read it ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ContextError(f"--context {path}: not a UTF-8 CSV file ({exc})") from None
+    return rows
+
+
+def match_contexts(rows: list[ContextRow], inputs, source: str, local: bool = True):
+    """Each input's patient context from the --context rows, by input location: a PatientContext, None (no row,
+    or a row with no value given), or a ContextError for its error row (a bad value, or an ambiguous match).
+
+    A row names an input by its path as given (for local files also any path to the same file, e.g. absolute),
+    its file name, or its file name without the suffix (the stem: HAM10000's image_id). An input matched by more
+    than one row, or by a row that also matches another file, is not guessed at: it gets an error row. Returns
+    also notes for stderr: rows that match no input, inputs that no row names."""
+    from classifier.context import ContextError, parse_context
+
+    by_name: dict[str, list[ContextRow]] = {}
+    by_path: dict[str, list[ContextRow]] = {}
+    for row in (row for row in rows if row.image):  # a row naming no image matches none
+        by_name.setdefault(row.image, []).append(row)
+        if local:
+            by_path.setdefault(os.path.abspath(row.image), []).append(row)
+    matched: dict[str, list[ContextRow]] = {}  # location -> its rows
+    files: dict[ContextRow, set[str]] = {}  # row -> the locations it matches
+    names: dict[str, str] = {}  # location -> file name
+    for text, location in zip(inputs.ids, inputs.locations, strict=True):
+        if location in matched:  # the same file given twice
+            continue
+        name = names[location] = posixpath.basename(text.replace("\\", "/"))
+        found = {*by_name.get(text, ()), *by_path.get(location, ()), *by_name.get(name, ()),
+                 *by_name.get(posixpath.splitext(name)[0], ())}
+        matched[location] = sorted(found, key=lambda row: row.line)
+        for row in found:
+            files.setdefault(row, set()).add(location)
+
+    context_of = {}
+    for location, found in matched.items():
+        name = names[location]
+        where = f"--context {source}"
+        if not found:
+            context_of[location] = None
+        elif len(found) > 1:
+            lines = ", ".join(str(row.line) for row in found)
+            context_of[location] = ContextError(f"{name}: {where} lines {lines} each name this image; give it one "
+                                                "row")
+        elif len(files[found[0]]) > 1:
+            context_of[location] = ContextError(
+                f"{name}: {where} line {found[0].line} ({found[0].image!r}) matches {len(files[found[0]])} "
+                "input files; name the image by its path")
+        else:
+            try:
+                context = parse_context(*found[0].values)
+                context_of[location] = context if context.given else None
+            except ContextError as exc:
+                context_of[location] = ContextError(f"{name}: {where} line {found[0].line}: {exc}")
+
+    notes = []
+    unmatched = [row for row in rows if row not in files]
+    if unmatched:
+        shown = "; ".join(f"line {row.line}: {row.image!r}" for row in unmatched[:3])
+        notes.append(f"{len(unmatched)} of the {len(rows)} rows of --context {source} match no input ({shown}"
+                     f"{'; ...' if len(unmatched) > 3 else ''})")
+    without = sum(not found for found in matched.values())
+    if without:
+        notes.append(f"{without} of the {len(matched)} input files have no row in --context {source}; they are "
+                     "scored on the image alone")
+    return context_of, notes
 
 
 def unreadable_files(paths: list[str], ray_engine: bool) -> dict[str, Exception]:
@@ -178,9 +353,10 @@ class RayRunError(RuntimeError):
     """The Ray run failed as a whole (cluster unreachable, workers unable to load the model, ...)."""
 
 
-def score_ray(classifier, inputs, writer, args, known: dict[int, dict]):
+def score_ray(classifier, inputs, writer, args, known: dict[int, dict], contexts=None):
     """Score on Ray with the model source the driver resolved, so every worker loads the same model; ``known``:
-    the records of inputs not to score (by position), written in their place."""
+    the records of inputs not to score (by position), written in their place; ``contexts``: each input's
+    PatientContext or None."""
     from classifier import scale
 
     source = classifier.source
@@ -190,7 +366,8 @@ def score_ray(classifier, inputs, writer, args, known: dict[int, dict]):
         model, revision = (str(source.path) if source is not None else args.model), None
     try:
         return scale.score_on_ray(inputs, writer.write, model, revision, args.runtime, args.top_k,
-                                  address=args.address, num_cpus=args.num_cpus, flush=writer.flush, known=known)
+                                  address=args.address, num_cpus=args.num_cpus, flush=writer.flush, known=known,
+                                  contexts=contexts, similar=args.similar)
     except (BrokenPipeError, KeyboardInterrupt):
         raise
     except Exception as exc:  # Ray raises many types (RayTaskError wraps the worker's own); report its first line
@@ -199,11 +376,13 @@ def score_ray(classifier, inputs, writer, args, known: dict[int, dict]):
 
 
 def score_local(classifier, paths: list[Path], writer, top_k: int, tta: bool, heatmap: bool, overlays,
-                known: dict[int, dict] | None = None):
+                known: dict[int, dict] | None = None, contexts=None, similar: int | None = None):
     """Score in this process through the Classifier's batch path (one image at a time with TTA or heatmaps);
-    one record per path, in order. ``known``: the records of paths not to score (by position), e.g. error rows."""
+    one record per path, in order. ``known``: the records of paths not to score (by position), e.g. error rows;
+    ``contexts``: each path's PatientContext or None; ``similar``: similar cases per record (None: the model's)."""
     from tqdm import tqdm
 
+    from classifier.context import PatientContext
     from classifier.results import InOrder, record_of
     from classifier.scale import EngineRun
 
@@ -213,12 +392,15 @@ def score_local(classifier, paths: list[Path], writer, top_k: int, tta: bool, he
     ordered = InOrder(writer, len(paths))
     for position, record in sorted(known.items()):
         ordered.put(position, record)
+    contexts = [None] * len(paths) if contexts is None else contexts
     todo = [(position, path) for position, path in enumerate(paths) if position not in known]
     bar = tqdm(total=len(todo), unit="img", disable=True if len(todo) < 20 else None)  # None: off when not a TTY
     if tta or heatmap:
         for position, path in todo:
             try:
-                prediction = classifier.classify(path, top_k=top_k, tta=tta, heatmap=heatmap)
+                given = contexts[position] or PatientContext()
+                prediction = classifier.classify(path, top_k=top_k, tta=tta, heatmap=heatmap, age=given.age,
+                                                 sex=given.sex, site=given.site, similar=similar)
                 record = record_of(str(path), prediction, heatmap=heatmap, overlay=overlays.save(path, prediction))
             except Exception as exc:  # ImageError, or a failure writing the overlay: report, go on
                 record = record_of(str(path), exc)
@@ -227,7 +409,9 @@ def score_local(classifier, paths: list[Path], writer, top_k: int, tta: bool, he
     else:
         for start in range(0, len(todo), BATCH_SIZE):
             chunk = todo[start:start + BATCH_SIZE]
-            outcomes = classifier.classify_each([path for _, path in chunk], top_k=top_k, batch_size=BATCH_SIZE)
+            outcomes = classifier.classify_each([path for _, path in chunk], top_k=top_k, batch_size=BATCH_SIZE,
+                                                contexts=[contexts[position] for position, _ in chunk],
+                                                similar=similar)
             for (position, path), outcome in zip(chunk, outcomes, strict=True):
                 ordered.put(position, record_of(str(path), outcome))
             writer.flush()
