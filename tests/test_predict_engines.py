@@ -107,6 +107,35 @@ def test_ray_engine_gives_the_local_engines_rows_errors_included(archive, tiny_m
     assert f"summary: {len(rows)} images, {len(errors)} errors" in err and "Ray start-up" in err
 
 
+def test_ray_engine_gives_the_local_engines_records_with_patient_context(bundled_model_dir, local_ray, capsys,
+                                                                        tmp_path):
+    """Contexts travel to the actors and similar cases come back: with --context (rows that match, an input
+    without a row, a bad row: an error row in its place) and with --age/--sex/--site, on the bundled model (the
+    tiny one has no context head), both engines give the same records."""
+    examples = ROOT / "examples"
+    table = tmp_path / "ctx.csv"
+    table.write_text("image,age,sex,site\nISIC_0024336,70,male,back\nISIC_0024377.jpg,45,,\n"
+                     "ISIC_0024380,abc,,\nISIC_0024403,,female,face\n")
+    for options in (["--context", table], ["--age", "62.5", "--sex", "female", "--site", "lower extremity"]):
+        rows = {}
+        for engine in ("local", "ray"):
+            status, out, err = predict(capsys, examples, "--engine", engine, "--model", bundled_model_dir,
+                                       "--similar", "4", *options)
+            assert status == (1 if options[0] == "--context" else 0), err
+            rows[engine] = json_lines(out)
+        assert_close(rows["local"], rows["ray"])
+        local = rows["local"]
+        assert len(local) == 14 and all(len(r["similar_cases"]) == 4 for r in local if "label" in r)
+        if options[0] == "--context":
+            assert [r.get("context") for r in local[:5]] == [
+                {"age": 70.0, "sex": "male", "site": "back"}, {"age": 45.0, "sex": None, "site": None}, None,
+                {"age": None, "sex": "female", "site": "face"}, None]
+            assert local[2]["error"].startswith("ISIC_0024380.jpg: --context ctx.csv line 4: age must be")
+            assert sum("error" in r for r in local) == 1 and local[0]["context_note"]
+        else:
+            assert all(r["context"] == {"age": 62.5, "sex": "female", "site": "lower extremity"} for r in local)
+
+
 def test_paths_that_are_no_files_get_the_same_error_rows_from_both_engines(archive, tiny_model_dir, local_ray,
                                                                            capsys, tmp_path):
     """A missing path, or a pipe, is an error row in its place and the other images are classified, exit 1; a
@@ -304,3 +333,13 @@ def test_cli_starts_and_stops_its_own_ray(archive, tiny_model_dir, local_rows):
     expected = [r for r in local_rows if Path(r["path"]).parent.name == "odd"]
     assert_close(expected, json_lines(done.stdout))
     assert "Ray start-up" in done.stderr.splitlines()[-1]
+
+
+def test_score_on_ray_refuses_two_contexts_for_one_file(archive):
+    """The actors look contexts up by file, so one file given twice with two contexts is refused (before Ray)."""
+    from classifier.context import PatientContext
+    from classifier.scale import local_inputs, score_on_ray
+
+    path = archive / "lesion_01.jpg"
+    with pytest.raises(ValueError, match="given more than once, with different contexts"):
+        score_on_ray(local_inputs([path, path]), print, None, None, contexts=[PatientContext(age=40.0), None])
