@@ -22,7 +22,7 @@ from classifier.model_folder import ModelConfig, read_config
 from classifier.preprocessing import load_and_prepare
 from classifier.quality import QualityFinding, assess
 from classifier.runtime import open_runtime
-from classifier.similar import SimilarCase, load_similar_index
+from classifier.similar import MAX_K, SimilarCase, load_similar_index
 from classifier.tta import views_of
 from classifier.uncertainty import mahalanobis_distance, prediction_sets
 
@@ -349,8 +349,8 @@ class Classifier:
         if conformal_threshold is not None:
             conformal_set = [codes[i] for i in prediction_sets(probs[None], conformal_threshold)[0]]
         k = self.config.similar_k if similar is None else similar
-        if not 0 <= (k or 0) <= 64:
-            raise ValueError("similar must be between 0 and 64")
+        if not 0 <= (k or 0) <= MAX_K:
+            raise ValueError(f"similar must be between 0 and {MAX_K}")
         cases = []
         if k and self.similar_index is not None and features is not None:
             cases = self.similar_index.nearest(features, k)

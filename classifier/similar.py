@@ -18,6 +18,7 @@ from PIL import Image
 # HAM10000's dx_type, in words
 CONFIRMATION = {"histo": "histopathology", "follow_up": "follow-up", "consensus": "expert consensus",
                 "confocal": "confocal microscopy"}
+MAX_K = 64  # the most similar cases one answer may carry
 ATTRIBUTION = ("Similar cases: training images of the HAM10000 dataset (Tschandl P. et al., Sci. Data 5, 180161, "
                "2018), CC BY-NC-SA 4.0, shown as small thumbnails.")
 

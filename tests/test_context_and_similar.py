@@ -146,8 +146,8 @@ def test_context_moves_the_answer_and_says_how(bundled):
     assert result["probabilities"] != result["image_only_probabilities"]
     assert sum(result["probabilities"].values()) == pytest.approx(1, abs=1e-5)
     assert fused.context_note.startswith("With age 70, male, back: ")
-    assert f"{fused.label} {plain.probabilities[[p.code for p in plain.probabilities].index(fused.label)].probability:.0%}" \
-        in fused.context_note
+    before = {p.code: p.probability for p in plain.probabilities}[fused.label]
+    assert f"{fused.label} {before:.0%}" in fused.context_note
     assert fused.prediction_set and fused.prediction_set[0] == fused.label
 
 

@@ -20,11 +20,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from classifier.similar import MAX_K
+
 # Folders are searched for these; unsupported image types are listed too, so they get a clear error line.
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".mpo",
                   ".ico", ".heic", ".heif", ".avif", ".jp2", ".psd", ".pcx", ".svg"}
 BATCH_SIZE = 32
-SIMILAR_MAX = 64  # Classifier's own limit on similar cases
 # --context CSV columns: each field and the names it may have (HAM10000's metadata: image_id, localization)
 CONTEXT_COLUMNS = {"image": ("image", "image_id"), "age": ("age",), "sex": ("sex",),
                    "site": ("site", "localization")}
@@ -101,8 +102,8 @@ def run(args):
         return fail("--num-cpus sizes a local Ray; the cluster at --address has its own CPUs")
     if args.top_k < 1:
         return fail("--top-k must be at least 1")
-    if args.similar is not None and not 0 <= args.similar <= SIMILAR_MAX:
-        return fail(f"--similar must be between 0 and {SIMILAR_MAX}")
+    if args.similar is not None and not 0 <= args.similar <= MAX_K:
+        return fail(f"--similar must be between 0 and {MAX_K}")
     try:
         given = given_context(args)
     except ContextError as exc:

@@ -161,6 +161,7 @@ def render_model_card(config: dict) -> str:
                   f"| cold start, new process to first prediction (s) | {speed['cold_start_s']} | "
                   f"{speed['naive_cold_start_s']} |",
                   f"| peak RSS (MB) | {speed['peak_rss_mb']} | {speed['naive_peak_rss_mb']} |"]
+    lines += evidence_lines(config)
     lines += ["", "## Training", "",
               "- Split: `split.json`, lesion-grouped (no lesion on two sides), stratified by diagnosis, "
               "70/15/15 train/validation/test, seed recorded in the file.",
@@ -174,11 +175,49 @@ def render_model_card(config: dict) -> str:
               "## Files", "", f"`{CONFIG_NAME}` (labels, input, preprocessing, calibration, thresholds, metrics, "
               "file checksums), `model.keras` (Keras 3, `safe_mode=True`), `model.tflite` (LiteRT: image -> "
               "logits, class-activation maps and pooled features; what the demo serves), `ood_features.npz` "
-              "(training-feature statistics of the out-of-distribution score), `split.json`.", "",
+              "(training-feature statistics of the out-of-distribution score), `similar_cases.npz` (the similar-cases "
+              "index), `context_head.npz` (the patient-context head), `split.json`.", "",
               "## Licence and citation", "",
               "Weights trained on HAM10000, which is CC BY-NC-SA 4.0: the weights are shared under the same "
               "licence (non-commercial, attribution, share-alike).", "", f"> {CITATION}", ""]
     return "\n".join(lines)
+
+
+def evidence_lines(config: dict) -> list[str]:
+    """The card's section on the patient-context head and the similar-cases index, when the folder has them."""
+    context, similar = config.get("context"), config.get("similar_cases")
+    if not context and not similar:
+        return []
+    lines = ["", "## Patient context and similar cases"]
+    if context:
+        measured = context.get("measured", {})
+        lines += ["", "Given any of age, sex and body site, a second linear head on the pooled features and the "
+                  "encoded context answers (`context_head.npz`; " + context["head"] + "; trained with each field "
+                  "withheld at random, calibrated on validation). Without context the image-only answer above is "
+                  "served unchanged."]
+        if measured:
+            lines += ["", f"Measured on the {measured['split']} split by `{measured['measured_with']}`:", "",
+                      "| answer | accuracy | balanced acc. | melanoma recall | macro AUC | malignant AUC |",
+                      "| --- | --- | --- | --- | --- | --- |"]
+            for key, name in (("image_only", "image only (served)"), ("with_age_sex_and_site", "with age, sex, site"),
+                              ("context_withheld", "context head, context withheld")):
+                if key in measured:
+                    m = measured[key]
+                    lines.append(f"| {name} | {_fmt(m['accuracy'])} | {_fmt(m['balanced_accuracy'])} | "
+                                 f"{_fmt(m['melanoma_recall'])} | {_fmt(m['macro_auc'])} | "
+                                 f"{_fmt(m['malignant_auc'])} |")
+    if similar:
+        lines += ["", f"Every answer comes with the {similar['k']} most similar of {similar['lesions']:,} training "
+                  f"lesions (`similar_cases.npz`: {similar['features']}; {similar['distance']}; "
+                  f"{similar['thumbnails']}), with their confirmed diagnoses. {similar['attribution']}"]
+        vote = similar.get("measured")
+        if vote:
+            lines += ["", f"The vote of the 8 nearest lesions (divided by the class prior), on the test split "
+                      f"(`{vote['measured_with']}`): balanced accuracy {_fmt(vote['vote_8']['balanced_accuracy'])}, "
+                      f"malignant AUC {_fmt(vote['vote_8']['malignant_auc'])}, against the softmax's "
+                      f"{_fmt(vote['softmax']['balanced_accuracy'])} and {_fmt(vote['softmax']['malignant_auc'])}; "
+                      f"retrieval {vote['retrieval_ms']} ms per image."]
+    return lines
 
 
 def served_views(config: dict) -> list[str]:

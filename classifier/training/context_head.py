@@ -29,6 +29,8 @@ from classifier.errors import exit_status
 from classifier.model_folder import file_entry, read_config, write_config
 
 HEAD_NAME = "context_head.npz"
+HEAD_TEXT = ("Dense(K) on [each served view's pooled features (dropout 0.3), encoded context], the mean of five "
+             "seeds' heads; served: the mean of the views' calibrated probabilities")
 SETTINGS = {"epochs": 30, "batch_size": 64, "learning_rate": 1e-3, "weight_decay": 1e-4, "dropout": 0.3,
             "label_smoothing": 0.1, "class_weight_power": 0.5, "field_drop": 0.5}
 FIELDS = {"age": slice(0, AGE_SIZE), "sex": slice(AGE_SIZE, AGE_SIZE + len(SEXES)),
@@ -139,7 +141,7 @@ def write_head(folder: Path, raw: dict, head, calibration: dict, note: dict | No
              context_kernel=context_kernel.astype(np.float32), bias=bias.astype(np.float32))
     raw["files"]["context_head"] = file_entry(folder, HEAD_NAME)
     raw["context"] = {
-        "head": "Dense(K) on [mean pooled features of the served views (dropout 0.3), encoded context]",
+        "head": HEAD_TEXT,
         "inputs": {"age": f"years, {AGE_RANGE[0]:g}-{AGE_RANGE[1]:g} (encoded as age / 100 and 'given')",
                    "sex": list(SEXES), "site": list(SITES)},
         "training": {**SETTINGS, "split": "train", "note": "each field withheld at random (field_drop)"},
@@ -199,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     p.add_argument("--write", action="store_true", help="train (the mean of the seeds' heads) and write it into the "
                    "model folder")
+    p.add_argument("--record", action="store_true", help="store the measured figures in the model's config.json")
     args = p.parse_args(argv)
     if args.write:
         from classifier.training.similar_index import load_cache_split
@@ -215,9 +218,30 @@ def main(argv: list[str] | None = None) -> int:
         read_config(args.model)
         print(f"wrote {args.model / HEAD_NAME}", file=sys.stderr)
         return 0
-    for row in compare(args.model, args.features, args.split, tuple(args.seeds)):
+    rows = compare(args.model, args.features, args.split, tuple(args.seeds))
+    for row in rows:
         print(json.dumps(row))
+    if args.record:
+        record(args.model, rows, args.split, f"python -m classifier.training.context_head --model MODEL "
+                                            f"--features FEATURES --split {args.split} --record")
     return 0
+
+
+def record(folder: Path, rows: list[dict], split: str, command: str) -> None:
+    """Store the image-only and the served context head's figures (full context, withheld) in config.json."""
+    config = read_config(folder)
+    if config.context is None:
+        raise ValueError(f"{folder} has no context head to record figures for")
+    keys = ("accuracy", "balanced_accuracy", "melanoma_recall", "melanoma_auc", "macro_auc", "malignant_auc",
+            "set_coverage", "set_size")
+    chosen = {"image_only": rows[0]}
+    for row in rows:
+        if row["seed"] == "mean":
+            chosen[row["model"].split(", ", 1)[1].replace(" ", "_").replace(",", "")] = row
+    raw = config.raw
+    raw["context"]["measured"] = {"split": split, "measured_with": command,
+                                  **{name: {k: row[k] for k in keys} for name, row in chosen.items()}}
+    write_config(folder, raw)
 
 
 if __name__ == "__main__":

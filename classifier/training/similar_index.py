@@ -173,8 +173,16 @@ def main(argv: list[str] | None = None) -> int:
         with np.load(config.file("similar_cases"), allow_pickle=False) as stored:
             index = SimilarIndex(dict(stored), config.codes, tuple(label.name for label in config.labels))
         counts = np.bincount(train["label"], minlength=len(config.codes)).astype(float)
-        for line in measure_vote(index, load_cache_split(args.features, "test"), counts, args.model):
+        rows = measure_vote(index, load_cache_split(args.features, "test"), counts, args.model)
+        for line in rows:
             print(json.dumps(line))
+        raw = config.raw
+        raw["similar_cases"]["measured"] = {
+            "split": "test", "measured_with": "python -m classifier.training.similar_index --model MODEL --data DATA "
+                                              "--features FEATURES --measure",
+            "softmax": rows[0], "vote_8": rows[1], "vote_16": rows[2], "vote_32": rows[3],
+            "retrieval_ms": rows[-1]["ms_per_image"]}
+        write_config(args.model, raw)
     return 0
 
 
