@@ -1,35 +1,41 @@
 """Gradio demo of the HAM10000 skin-lesion classifier (research only; no clinical or diagnostic value).
 
 Start it with ``python app.py`` (``--help`` lists the options; each has an environment variable for Spaces).
-The model is loaded once, before the server starts; the logic lives in ``classifier.app_logic``, this file only
-wires it to the page.
+The model is loaded once, before the server starts; the logic lives in ``classifier.app_logic`` (one image),
+``classifier.web_input``, ``classifier.model_summary`` and ``classifier.batch_tab``; this file only wires it to the
+page.
 
 API (``pip install gradio_client``)::
 
     from gradio_client import Client, handle_file
     client = Client("http://127.0.0.1:7860/")          # or the Space id, e.g. "owner/space"
     result = client.predict(handle_file("lesion.jpg"), 3, False, "predicted", api_name="/classify_json")
-    # -> dict: label, top_k, probabilities, malignant_probability, out_of_distribution, ...
+    # -> dict: label, top_k, probabilities, malignant_probability, out_of_distribution, similar_cases, ...
+    result = client.predict(handle_file("lesion.jpg"), 3, False, "predicted", 70, "male", "back",
+                            api_name="/classify_json")       # with patient context: result["context_note"]
     warning, labels, malignancy, heatmap, caption, result = client.predict(
         handle_file("lesion.jpg"), 3, False, "predicted", api_name="/classify")
 
 Arguments, in order: image, top_k (1..number of classes), test-time augmentation (bool), heatmap class
-("predicted" or a class code). ``/classify_json`` is an API-only endpoint (``gr.api``): it returns the result
-dict and raises an error (gradio_client's AppError) on bad input. ``/classify`` is what the page calls: on bad
-input its first output is the message and the others are empty.
+("predicted" or a class code), then the optional patient context: age (years), sex ("male", "female"), body site
+(``classifier.context.SITES``); None, "" or "unknown" = not given, the default, so calls without them still work.
+``/classify_json`` is an API-only endpoint (``gr.api``): it returns the result dict and raises an error
+(gradio_client's AppError) on bad input. ``/classify`` is what the page calls: on a bad image or option its first
+output is the message and the others are empty; a bad patient-context value raises an error on both.
 
 The named endpoints, with the labels that ``client.view_api()`` gives their values (the page's labels; some
 are hidden on the page):
 
 - ``/classify``: image "Dermatoscopic image (at most ...)", top_k "Top-k classes", tta "Test-time
-  augmentation", heatmap_class "Heatmap for class" -> "Warning or error message" (Markdown text, empty when
-  all is well), "Most probable classes" (label dict), "Malignancy" (Markdown), "Heatmap" (JPEG file path),
-  "Heatmap caption" (Markdown), "Result" (the JSON result dict).
-- ``/classify_json``: the same four parameters -> "Result" (the JSON result dict).
+  augmentation", heatmap_class "Heatmap for class", age "Age (years)", sex "Sex", site "Body site" -> "Warning
+  or error message" (Markdown text, empty when all is well), "Most probable classes" (label dict), "Malignancy"
+  (Markdown), "Heatmap" (JPEG file path), "Heatmap caption" (Markdown), "Result" (the JSON result dict).
+- ``/classify_json``: the same seven parameters -> "Result" (the JSON result dict).
 - ``/classify_batch``: files "Images, or one zip of images" -> "Summary" (Markdown), "Results table"
   (dataframe: headers and data), "Results as CSV" (file path).
 
-Nothing else is an endpoint: the example gallery and the heatmap toggle are private to the page.
+Nothing else is an endpoint: the example gallery, the heatmap toggle, the context note and the similar-cases
+gallery are private to the page.
 """
 
 import argparse
@@ -43,22 +49,34 @@ PAGE_CSS = """
 #title h1 { margin: 0 !important; font-size: 1.45rem !important; }
 #model-summary { font-size: 0.9em; }
 #classify-grid { display: grid !important; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr);
-  grid-template-areas: "input result" "examples result"; gap: 12px; align-items: start; }
+  grid-template-rows: auto 1fr; grid-template-areas: "input result" "examples result"; gap: 12px;
+  align-items: start; }
 #input-column { grid-area: input; }
 #result-column { grid-area: result; }
 #examples-column { grid-area: examples; }
-#examples .grid-wrap { height: auto !important; min-height: 0 !important; max-height: none !important; }
-#examples .grid-container { grid-template-columns: repeat(7, minmax(0, 1fr)) !important;
-  grid-template-rows: none !important; grid-auto-rows: auto !important; padding-top: 0 !important;
-  margin-top: 26px; gap: 6px; }
-#examples .gallery-item { height: auto !important; }
+#examples .grid-wrap, #similar .grid-wrap { height: auto !important; min-height: 0 !important;
+  max-height: none !important; }
+#examples .grid-container, #similar .grid-container { grid-template-rows: none !important;
+  grid-auto-rows: auto !important; padding-top: 0 !important; margin-top: 26px; gap: 6px; }
+#examples .grid-container { grid-template-columns: repeat(7, minmax(0, 1fr)) !important; }
+#similar .grid-container { grid-template-columns: repeat(4, minmax(0, 1fr)) !important; }
+#examples .gallery-item, #similar .gallery-item { height: auto !important; }
 #examples .thumbnail-item { width: 100%; height: auto; aspect-ratio: 1 / 1; }
 #examples .caption-label { font-size: 12px; padding: 1px 4px; bottom: 3px; left: 3px; max-width: calc(100% - 6px); }
-@media (max-width: 760px) { #examples .grid-container { grid-template-columns: repeat(5, minmax(0, 1fr)) !important; } }
+#similar .thumbnail-item { height: auto; aspect-ratio: auto; display: flex; flex-direction: column; cursor: default; }
+#similar .thumbnail-item img { width: 100%; height: auto; aspect-ratio: 1 / 1; object-fit: cover; }
+#similar .caption-label { position: static; max-width: none; white-space: normal; border: 0; border-radius: 0;
+  font-size: 11px; line-height: 1.25; padding: 2px 4px; }
+#similar-text { font-size: 0.85em; }
+#context-note { font-size: 0.9em; border-left: 3px solid var(--color-accent); padding: 2px 8px !important; }
 #heatmap-caption { font-size: 0.85em; }
 @media (max-width: 760px) {
   .main.app { padding-left: 8px !important; padding-right: 8px !important; }
-  #classify-grid { grid-template-columns: minmax(0, 1fr); grid-template-areas: "input" "result" "examples"; }
+  #classify-grid { grid-template-columns: minmax(0, 1fr); grid-template-rows: none;
+    grid-template-areas: "input" "result" "examples"; }
+  #examples .grid-container { grid-template-columns: repeat(5, minmax(0, 1fr)) !important; }
+  #similar .grid-container { grid-template-columns: repeat(3, minmax(0, 1fr)) !important; }
+  #similar .caption-label { font-size: 10px; }
 }
 """
 
@@ -108,31 +126,47 @@ def build_demo(classifier, max_file_size: str | int = "10mb"):
     from gradio.utils import get_upload_folder
 
     from classifier import app_logic as logic
+    from classifier import batch_tab, model_summary
+    from classifier.context import ContextError
+    from classifier.web_input import PREDICTED, human_size, parse_size
 
-    max_bytes = logic.parse_size(max_file_size)
+    max_bytes = parse_size(max_file_size)
     upload_dir = get_upload_folder()  # the only place the handlers read image files from
     found = logic.examples()
     classes = len(classifier.config.labels)
 
-    def on_classify(image, top_k, tta, heatmap_class, with_heatmap):
-        # The pictures go out as files written once (see logic.jpeg_file), and the state keeps their paths
-        shown = logic.as_files(logic.show(classifier, image, top_k, tta, heatmap_class, max_bytes, upload_dir),
-                               upload_dir)
+    def on_classify(image, top_k, tta, heatmap_class, with_heatmap, age=None, sex=None, site=None):
+        try:
+            shown = logic.show(classifier, image, top_k, tta, heatmap_class, max_bytes, upload_dir, age, sex, site)
+        except ContextError as err:  # the page keeps its last result; an API caller gets AppError
+            raise gr.Error(f"Patient context: {err}", print_exception=False) from None
+        # The pictures go out as files written once (see logic.stored_file), and the state keeps their paths
+        shown = logic.as_files(shown, upload_dir)
         # API calls have no page state (None): they get the heatmap. A plain image, so API callers get a file;
         # the label is the toggle's business.
         picture = logic.displayed_image(shown, with_heatmap is not False)
         return shown.message, shown.labels, shown.malignancy, picture, shown.caption, shown.result, shown
 
+    def on_shown(shown):
+        # The page's extras, from the state the classify event left: not API outputs, so /classify keeps its six
+        shown = shown or logic.Shown("", None, "", None, None)
+        return (gr.Markdown(shown.context_note, visible=bool(shown.context_note)),
+                gr.Gallery(shown.similar, visible=bool(shown.similar)),
+                gr.Markdown(shown.similar_text, visible=bool(shown.similar)))
+
     def on_toggle_heatmap(with_heatmap, shown):
         picture = logic.displayed_image(shown, with_heatmap)
         return with_heatmap, gr.Image(picture, label=logic.heatmap_label(with_heatmap))
 
-    def classify_json(image: FileData, top_k: int = 3, tta: bool = False, heatmap_class: str = logic.PREDICTED) -> dict:
+    def classify_json(image: FileData, top_k: int = 3, tta: bool = False, heatmap_class: str = PREDICTED,
+                      age: float | None = None, sex: str | None = None, site: str | None = None) -> dict:
         """The full result of one image as JSON (label, top_k, probabilities, malignant_probability,
-        out_of_distribution, ...). Research only; no clinical value."""
+        out_of_distribution, context, similar_cases, ...); age, sex and site are the optional patient context.
+        Research only; no clinical value."""
         try:
-            return logic.classify(classifier, image, top_k, tta, heatmap_class, max_bytes, upload_dir)
-        except ValueError as err:  # a ClassifierError (ImageError) or a bad top_k or heatmap class
+            return logic.classify(classifier, image, top_k, tta, heatmap_class, max_bytes, upload_dir, age, sex,
+                                  site)
+        except ValueError as err:  # a ClassifierError (ImageError, ContextError) or a bad top_k or heatmap class
             # Plain text, not escaped: API clients get the message as it is, and the page sanitises the HTML that
             # gr.Error may hold (an escaped quote would reach both as `&#x27;`).
             raise gr.Error(str(err), print_exception=False) from None
@@ -146,13 +180,13 @@ def build_demo(classifier, max_file_size: str | int = "10mb"):
         if not files:
             return "Choose some images (or one zip) first.", None, None
         try:
-            items = logic.batch_items(list(files))
-        except logic.BatchTooLarge as err:
+            items = batch_tab.batch_items(list(files))
+        except batch_tab.BatchTooLarge as err:
             return f"⚠️ Nothing classified: {err}.", None, None
         progress((0, len(items)), desc="classifying", unit="images")
-        result = logic.classify_batch(classifier, items,
-                                      progress=lambda done, total: progress((done, total), unit="images"))
-        return result.summary, result.rows, logic.write_csv(result.records)
+        result = batch_tab.classify_batch(classifier, items,
+                                          progress=lambda done, total: progress((done, total), unit="images"))
+        return result.summary, result.rows, batch_tab.write_csv(result.records)
 
     with gr.Blocks(title="HAM10000 skin-lesion classifier (research demo)") as demo:
         gr.Markdown("# HAM10000 skin-lesion classifier", elem_id="title")
@@ -163,18 +197,30 @@ def build_demo(classifier, max_file_size: str | int = "10mb"):
                     with gr.Column(elem_id="input-column"):
                         # type only matters to events that preprocess; the classify events read the file themselves
                         image = gr.Image(type="pil", sources=["upload", "clipboard", "webcam"], height=230,
-                                         label=f"Dermatoscopic image (at most {logic.human_size(max_bytes)})",
+                                         label=f"Dermatoscopic image (at most {human_size(max_bytes)})",
                                          elem_id="image-input")
-                        with gr.Accordion("Options", open=False):
+                        # Hidden for a model without a context head (an API caller who gives context is told)
+                        with gr.Accordion("Patient context (optional)", open=False, elem_id="context",
+                                          visible=classifier.context_head is not None):
+                            gr.Markdown(logic.CONTEXT_INFO, elem_id="context-info")
+                            with gr.Row(elem_id="context-row"):
+                                age = gr.Number(None, label="Age (years)", minimum=0, maximum=120,
+                                                elem_id="context-age", min_width=90)
+                                sex = gr.Dropdown(logic.SEX_CHOICES, value=logic.NOT_GIVEN, label="Sex",
+                                                  elem_id="context-sex", min_width=110)
+                                site = gr.Dropdown(logic.SITE_CHOICES, value=logic.NOT_GIVEN, label="Body site",
+                                                   elem_id="context-site", min_width=150)
+                        with gr.Accordion("Options", open=False, elem_id="options"):
                             top_k = gr.Slider(1, classes, value=min(3, classes), step=1, label="Top-k classes")
                             tta = gr.Checkbox(False, label="Test-time augmentation",
-                                              info=logic.tta_info(classifier))
-                            heatmap_class = gr.Dropdown(logic.heatmap_choices(classifier), value=logic.PREDICTED,
+                                              info=model_summary.tta_info(classifier))
+                            heatmap_class = gr.Dropdown(logic.heatmap_choices(classifier), value=PREDICTED,
                                                         label="Heatmap for class")
                     with gr.Column(elem_id="result-column"):
                         # Labels name the outputs in the API (gradio_client's view_api); hidden on the page.
                         warning = gr.Markdown(label="Warning or error message", show_label=False, elem_id="warning")
                         labels = gr.Label(label="Most probable classes", elem_id="probabilities", show_heading=False)
+                        context_note = gr.Markdown(show_label=False, visible=False, elem_id="context-note")
                         malignancy = gr.Markdown(label="Malignancy", show_label=False, elem_id="malignancy")
                         with gr.Row(elem_id="heatmap-row", equal_height=False):
                             # JPEG: encoding a PNG here took longer than the model (python -m classifier bench)
@@ -184,6 +230,10 @@ def build_demo(classifier, max_file_size: str | int = "10mb"):
                                 show_heatmap = gr.Checkbox(True, label="Show the heatmap", elem_id="show-heatmap")
                                 caption = gr.Markdown(label="Heatmap caption", show_label=False,
                                                       elem_id="heatmap-caption")
+                        similar = gr.Gallery(label=logic.SIMILAR_LABEL, columns=4, height="auto", visible=False,
+                                             allow_preview=False, object_fit="cover", interactive=False,
+                                             buttons=[], elem_id="similar")
+                        similar_text = gr.Markdown(visible=False, elem_id="similar-text")
                     with gr.Column(elem_id="examples-column"):
                         if found:
                             gallery = gr.Gallery(logic.gallery_items(found), columns=7, rows=2,
@@ -194,24 +244,24 @@ def build_demo(classifier, max_file_size: str | int = "10mb"):
                             gallery.select(on_example, None, image, api_visibility="private")
                         else:
                             gr.Markdown(logic.NO_EXAMPLES)
-                gr.Markdown(logic.model_markdown(classifier), elem_id="model-summary")
+                gr.Markdown(model_summary.model_markdown(classifier), elem_id="model-summary")
                 with gr.Accordion("Technical details", open=False):
-                    gr.Markdown(logic.technical_markdown(classifier))
+                    gr.Markdown(model_summary.technical_markdown(classifier))
                 with gr.Accordion("Full result (JSON)", open=False):
                     result = gr.JSON(label="Result")
                 with gr.Accordion(f"The {classes} classes", open=False):
-                    gr.Markdown(logic.classes_markdown(classifier))
+                    gr.Markdown(model_summary.classes_markdown(classifier))
                 with gr.Accordion("Model card", open=False, elem_id="model-card"):
-                    gr.Markdown(logic.model_card_markdown(classifier) or "This model folder has no model card.")
+                    gr.Markdown(model_summary.model_card_markdown(classifier) or "This model folder has no model card.")
             with gr.Tab("Many images", id="many"):
-                gr.Markdown(logic.batch_limits_text(max_bytes), elem_id="batch-limits")
+                gr.Markdown(batch_tab.batch_limits_text(max_bytes), elem_id="batch-limits")
                 files = gr.File(file_count="multiple", file_types=["image", ".zip"], height=140,
                                 label="Images, or one zip of images", elem_id="batch-files")
                 batch_button = gr.Button("Classify all", variant="primary", elem_id="batch-run")
                 with gr.Row(equal_height=True):
                     batch_summary = gr.Markdown(label="Summary", show_label=False, elem_id="batch-summary")
                     csv_file = gr.File(label="Results as CSV", elem_id="batch-csv", interactive=False, height=60)
-                table = gr.Dataframe(headers=logic.BATCH_HEADERS, interactive=False, wrap=True,
+                table = gr.Dataframe(headers=batch_tab.BATCH_HEADERS, interactive=False, wrap=True,
                                      label="Results table", show_label=False,
                                      elem_id="batch-table", column_widths=["22%", "33%", "12%", "33%"])
 
@@ -219,21 +269,24 @@ def build_demo(classifier, max_file_size: str | int = "10mb"):
         # images, and whether the page shows the heatmap (API callers always get it).
         last_shown = gr.State(None, time_to_live=900)
         with_heatmap = gr.State(True)
-        inputs = [image, top_k, tta, heatmap_class, with_heatmap]
+        # The patient context comes last, after the state, so an API call with the first four values still works
+        # (gradio_client fills in the defaults: None, "unknown", "unknown").
+        inputs = [image, top_k, tta, heatmap_class, with_heatmap, age, sex, site]
         # preprocess=False: the handler gets Gradio's file dict and reads it with the project's own loader after
         # checking its size, so an unreadable or oversized image gets a clear message (shown in `warning`).
         # image.change covers upload, paste, webcam and examples; replacing an image fires it twice (clear, then
         # set), and "always_last" keeps the page showing the result for the latest inputs.
-        gr.on([image.change, top_k.release, tta.change, heatmap_class.change], on_classify, inputs,
-              [warning, labels, malignancy, heatmap, caption, result, last_shown], api_name="classify",
-              preprocess=False, trigger_mode="always_last")
+        gr.on([image.change, top_k.release, tta.change, heatmap_class.change, age.change, sex.change, site.change],
+              on_classify, inputs, [warning, labels, malignancy, heatmap, caption, result, last_shown],
+              api_name="classify", preprocess=False, trigger_mode="always_last").then(
+            on_shown, last_shown, [context_note, similar, similar_text], api_visibility="private")
         show_heatmap.change(on_toggle_heatmap, [show_heatmap, last_shown], [with_heatmap, heatmap],
                             api_visibility="private")
         json_api = gr.api(classify_json, api_name="classify_json")
         # gr.api labels its values "1st", "2nd", ...: give them the page's names, as the API shows labels
         for block_id, label in zip([*json_api["inputs"], *json_api["outputs"]],
-                                   [image.label, top_k.label, tta.label, heatmap_class.label, result.label],
-                                   strict=True):
+                                   [image.label, top_k.label, tta.label, heatmap_class.label, age.label, sex.label,
+                                    site.label, result.label], strict=True):
             demo.blocks[block_id].label = label
         batch_button.click(on_batch, files, [batch_summary, table, csv_file], api_name="classify_batch")
     return demo

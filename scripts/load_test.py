@@ -203,8 +203,9 @@ async def upload(http, images: list[Path]) -> list[str]:
 
 async def one_request(http, api: str, server_path: str, args, session: str | None) -> str | None:
     """One call through Gradio's HTTP API, its output files fetched; an error message, or None."""
+    # Every value in order (this route fills in no defaults): the patient context (age, sex, site) not given
     body = {"data": [{"path": server_path, "meta": {"_type": "gradio.FileData"}}, args.top_k, args.tta,
-                     args.heatmap_class]}
+                     args.heatmap_class, None, None, None]}
     if session:
         body["session_hash"] = session
     response = await http.post(f"gradio_api/call/{api}", json=body)

@@ -1,18 +1,16 @@
-"""The Gradio demo: its pure functions, its command line, and the app served on 127.0.0.1 called via gradio_client."""
+"""The Gradio demo's "One image" page as plain functions (classifier.app_logic: the result, the patient-context
+note, the similar cases and the files the page is sent; classifier.model_summary: the model for a person), and
+app.py's command line. The served app: tests/test_app_served.py; what a web caller may send:
+tests/test_web_input.py; the batch tab: tests/test_batch_tab.py; the page in a browser: tests/test_browser.py."""
 
 from __future__ import annotations
 
-import base64
-import csv
-import io
+import hashlib
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import urllib.request
-import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,11 +19,18 @@ import pytest
 from PIL import Image
 
 from classifier import app_logic as logic
+from classifier import batch_tab, model_summary
 from classifier.api import load_classifier
+from classifier.context import ContextError, parse_context
 from classifier.explain import HEAT_FLOOR, HEAT_MAX_ALPHA, overlay
 from classifier.labels import CODES, DISCLAIMER
 from classifier.preprocessing import ImageError
-from tests.conftest import HAM_DIR, ROOT, lesion_like
+from classifier.similar import ATTRIBUTION
+from classifier.web_input import human_size
+from tests.app_helpers import lesion_file
+from tests.conftest import ROOT, lesion_like
+
+EXAMPLES = sorted((ROOT / "examples").glob("*.jpg"))
 
 
 @pytest.fixture(scope="module")
@@ -51,25 +56,7 @@ def renamed_classifier(tiny_model_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lesion_jpeg(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("images") / "lesion.jpg"
-    Image.fromarray(lesion_like(160)).save(path, quality=92)
-    return path
-
-
-def jpeg_bytes(size: int = 96, seed: int = 0) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(lesion_like(size, seed)).save(out, "JPEG", quality=90)
-    return out.getvalue()
-
-
-def data_url(data: bytes) -> str:
-    return "data:image/jpeg;base64," + base64.b64encode(data).decode()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return lesion_file(tmp_path_factory.mktemp("images"))
 
 
 # --- one image ----------------------------------------------------------------------------------------------
@@ -133,47 +120,74 @@ def test_bad_input_becomes_a_clear_message(classifier, tmp_path):
     assert "not valid base64" in logic.show(classifier, {"url": "data:image/png;base64,@@@@"}).problem
 
 
-# --- the upload cap and where images may come from ----------------------------------------------------------
+# --- patient context and similar cases ---------------------------------------------------------------------
 
-def test_every_way_in_is_capped_before_decoding(classifier, tmp_path):
-    cap = 4000
-    big = jpeg_bytes(160)
-    assert len(big) > cap
-    path = tmp_path / "big.jpg"
-    path.write_bytes(big)
-    for value in ({"path": str(path)}, str(path), big, {"url": data_url(big)}):
-        shown = logic.show(classifier, value, max_bytes=cap)
-        assert shown.problem and "over the upload limit of 3.9 KB" in shown.problem, type(value)
-    # Counted from the text, not decoded: a data: URL over the cap whose payload is not even base64 is refused
-    # for its size.
-    junk = {"url": "data:image/png;base64," + "@" * (cap * 2)}
-    assert "over the upload limit" in logic.show(classifier, junk, max_bytes=cap).problem
-    small = jpeg_bytes(64)
-    assert len(small) <= cap
-    assert logic.show(classifier, {"url": data_url(small)}, max_bytes=cap).problem is None
+CAPTION = re.compile(r"[a-z]+ · (histopathology|follow-up|expert consensus|confocal microscopy) · \d\.\d\d")
 
 
-def test_web_values_must_be_uploaded_files(classifier, tmp_path, lesion_jpeg):
-    uploads = tmp_path / "uploads"
-    uploads.mkdir()
-    inside = uploads / "lesion.jpg"
-    shutil.copy(lesion_jpeg, inside)
-    assert logic.show(classifier, {"path": str(inside)}, upload_dir=uploads).problem is None
-    outside = logic.show(classifier, {"path": str(lesion_jpeg)}, upload_dir=uploads)
-    assert "not uploaded to this app" in outside.problem
-    sneaky = logic.show(classifier, {"path": str(uploads / ".." / lesion_jpeg.name)}, upload_dir=uploads)
-    assert sneaky.problem
-    for value in (str(inside), b"bytes", lesion_like(64)):
-        assert "send the image as a file" in logic.show(classifier, value, upload_dir=uploads).problem
+@pytest.fixture(scope="module")
+def bundled(bundled_model_dir):
+    from classifier.api import Classifier
+
+    return Classifier(bundled_model_dir)
 
 
-def test_sizes():
-    assert logic.parse_size("10mb") == 10 * 1024**2 and logic.parse_size("500 KB") == 500 * 1024
-    assert logic.parse_size(123) == 123 and logic.parse_size("7") == 7
-    with pytest.raises(ValueError):
-        logic.parse_size("ten megabytes")
-    assert logic.human_size(10 * 1024**2) == "10 MB" and logic.human_size(int(12.1 * 1024**2)) == "12.1 MB"
-    assert logic.human_size(512) == "512 bytes"
+def test_page_shows_how_the_context_moved_the_answer(bundled):
+    plain = logic.show(bundled, str(EXAMPLES[0]))
+    direct = bundled.classify(EXAMPLES[0])
+    assert plain.context_note == "" and plain.result["context"] is None
+    assert plain.result["probabilities"] == direct.to_dict()["probabilities"]  # no context: the image-only answer
+    for none in ((None, None, None), ("", "unknown", "unknown"), (None, logic.NOT_GIVEN, logic.NOT_GIVEN)):
+        assert logic.show(bundled, str(EXAMPLES[0]), age=none[0], sex=none[1], site=none[2]).result == plain.result
+    given = logic.show(bundled, str(EXAMPLES[0]), age=70, sex="male", site="back")
+    expected = bundled.classify(EXAMPLES[0], age=70, sex="male", site="back")
+    assert given.context_note.endswith(expected.context_note) and "With age 70, male, back:" in given.context_note
+    assert given.result["context"] == {"age": 70.0, "sex": "male", "site": "back"}
+    assert given.result["image_only_probabilities"] == {c: p for c, p in plain.result["probabilities"].items()}
+    assert logic.classify(bundled, str(EXAMPLES[0]), age=70, sex="male", site="back") == expected.to_dict()
+
+
+def test_a_bad_context_value_is_an_error_naming_what_is_accepted(bundled, classifier):
+    for values, words in ((dict(age=150), "between 0 and 120"), (dict(sex="x"), "accepted: male, female"),
+                          (dict(site="moon"), "accepted: abdomen, acral")):
+        with pytest.raises(ContextError, match=words):  # the page turns it into gr.Error; not a problem message
+            logic.show(bundled, str(EXAMPLES[0]), **values)
+        with pytest.raises(ContextError, match=words):
+            logic.classify(bundled, str(EXAMPLES[0]), **values)
+    with pytest.raises(ContextError, match="no patient-context head"):
+        logic.show(classifier, lesion_like(64), age=50)  # the tiny model has none
+    assert logic.show(classifier, lesion_like(64), sex=logic.NOT_GIVEN).problem is None
+    assert logic.show(bundled, None, age=150).message == logic.NO_IMAGE  # nothing to classify yet: no error
+
+
+def test_context_choices_are_the_models_and_not_given_means_none():
+    assert [value for _, value in logic.SEX_CHOICES] == [logic.NOT_GIVEN, "male", "female"]
+    assert logic.SEX_CHOICES[0][0] == logic.SITE_CHOICES[0][0] == "not given"
+    assert not parse_context(None, logic.NOT_GIVEN, logic.NOT_GIVEN).given
+    assert all(parse_context(site=value).site == value for _, value in logic.SITE_CHOICES[1:])
+
+
+def test_similar_cases_are_captioned_attributed_and_sent_as_files_written_once(bundled, classifier, tmp_path):
+    shown = logic.show(bundled, str(EXAMPLES[0]))
+    cases = bundled.classify(EXAMPLES[0]).similar_cases
+    assert len(shown.similar) == len(cases) == bundled.config.similar_k
+    assert [caption for _, caption in shown.similar] == [logic.similar_caption(c) for c in cases]
+    assert all(CAPTION.fullmatch(caption) for _, caption in shown.similar), shown.similar
+    assert logic.similar_caption(cases[0]) == f"{cases[0].code} · {cases[0].confirmed_by} · {cases[0].distance:.2f}"
+    assert ATTRIBUTION in shown.similar_text and "not a diagnosis" in shown.similar_text
+    assert f"Of the {len(cases)} nearest: " in shown.similar_text and cases[0].name in shown.similar_text
+    assert [c["image_id"] for c in shown.result["similar_cases"]] == [c.image_id for c in cases]
+
+    sent = logic.as_files(shown, tmp_path)
+    paths = [path for path, _ in sent.similar]
+    assert [Path(p).read_bytes() for p in paths] == [c.thumbnail_jpeg for c in cases]  # as stored, not re-encoded
+    assert all(Path(p).parent.name == hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths)
+    before = {p: Path(p).stat().st_ino for p in paths}
+    again = logic.as_files(logic.show(bundled, str(EXAMPLES[0])), tmp_path)
+    assert [p for p, _ in again.similar] == paths and {p: Path(p).stat().st_ino for p in paths} == before
+
+    tiny = logic.show(classifier, lesion_like(64))  # a model without an index: no similar cases, nothing under
+    assert tiny.similar == [] and tiny.similar_text == "" and tiny.result["similar_cases"] == []
 
 
 # --- what comes from the model's config ---------------------------------------------------------------------
@@ -181,7 +195,7 @@ def test_sizes():
 def test_names_and_malignancy_come_from_the_models_config(renamed_classifier):
     c = renamed_classifier
     assert logic.heatmap_choices(c)[1:] == [(f"{code} — Renamed {code}", code) for code in c.config.codes]
-    table = logic.classes_markdown(c)
+    table = model_summary.classes_markdown(c)
     assert "| `df` | Renamed df | yes |" in table and "| `mel` | Renamed mel | no |" in table
     prediction = c.classify(lesion_like(64), top_k=3)
     assert all(name.split(" — ")[1] == f"Renamed {name.split(' — ')[0]}" for name in logic.label_dict(prediction))
@@ -191,16 +205,17 @@ def test_names_and_malignancy_come_from_the_models_config(renamed_classifier):
 
 
 def test_model_description_reads_its_figures_from_the_config(renamed_classifier, classifier):
-    text = logic.model_markdown(renamed_classifier, environ={})
+    text = model_summary.model_markdown(renamed_classifier, environ={})
     assert "4,321 held-out test images" in text
     assert "balanced accuracy 46%" in text and "melanoma recall 12%" in text and "12 of every 100" in text
     assert "HAM10000" not in text or "Trained on" in text
     assert "[Model card](#model-card)" in text
     version = renamed_classifier.config.raw["files"]["tflite"]["sha256"][:10]
     assert f"version `{version}`" in text
-    figures = logic.headline_figures(classifier)  # the tiny model records no test figures
-    assert figures is None and "records no held-out test figures" in logic.model_markdown(classifier, environ={})
-    details = logic.technical_markdown(renamed_classifier)
+    figures = model_summary.headline_figures(classifier)  # the tiny model records no test figures
+    text = model_summary.model_markdown(classifier, environ={})
+    assert figures is None and "records no held-out test figures" in text
+    details = model_summary.technical_markdown(renamed_classifier)
     for needed in ("Runtime", "litert", f"{renamed_classifier.size}x{renamed_classifier.size}",
                    "Test-time augmentation", ", ".join(renamed_classifier.config.tta_views)):
         assert needed in details
@@ -211,22 +226,22 @@ def test_bundled_model_description_matches_its_config(bundled_model_dir):
 
     c = Classifier(bundled_model_dir)
     test = c.config.raw["metrics"]["test"]
-    text = logic.model_markdown(c, environ={})
+    text = model_summary.model_markdown(c, environ={})
     assert f"balanced accuracy {test['balanced_accuracy']:.0%}" in text
     assert f"melanoma recall {test['melanoma_recall']:.0%}" in text and f"{test['n']:,} held-out" in text
-    card = logic.model_card_markdown(c)
+    card = model_summary.model_card_markdown(c)
     assert "[Model card](" in text and card.startswith("# ") and "license:" not in card  # no YAML header
 
 
 def test_model_card_link_follows_where_the_model_lives(classifier):
     hub = SimpleNamespace(config=classifier.config,
                           source=SimpleNamespace(repo_id="me/model", commit="abc123", notice=None))
-    assert logic.model_card_url(hub) == "https://huggingface.co/me/model/blob/abc123/README.md"
+    assert model_summary.model_card_url(hub) == "https://huggingface.co/me/model/blob/abc123/README.md"
     bundled = SimpleNamespace(config=SimpleNamespace(folder=ROOT / "model"), source=None)
-    assert logic.model_card_url(bundled, {"SPACE_ID": "me/space"}) == (
+    assert model_summary.model_card_url(bundled, {"SPACE_ID": "me/space"}) == (
         "https://huggingface.co/spaces/me/space/blob/main/model/README.md")
-    assert logic.model_card_url(bundled, {}) == "#model-card"
-    assert logic.model_card_url(classifier, {"SPACE_ID": "me/space"}) == "#model-card"  # not in the repository
+    assert model_summary.model_card_url(bundled, {}) == "#model-card"
+    assert model_summary.model_card_url(classifier, {"SPACE_ID": "me/space"}) == "#model-card"  # not in the repository
 
 
 def test_examples_are_in_the_repository_with_their_true_diagnosis():
@@ -235,78 +250,6 @@ def test_examples_are_in_the_repository_with_their_true_diagnosis():
     items = logic.gallery_items(found)
     assert [caption for _, caption in items] == [e.dx for e in found]
     assert all(Path(path).is_file() for path, _ in items)
-
-
-# --- batch --------------------------------------------------------------------------------------------------
-
-def make_zip(path: Path, entries: dict[str, bytes]) -> Path:
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-    return path
-
-
-def test_batch_reads_images_and_zips_and_reports_bad_files_as_rows(classifier, tmp_path, monkeypatch):
-    good = tmp_path / "good.jpg"
-    good.write_bytes(jpeg_bytes(96, 1))
-    broken = tmp_path / "broken.jpg"
-    broken.write_bytes(b"\xff\xd8 not really a jpeg")
-    archive = make_zip(tmp_path / "lesions.zip", {
-        "a/one.jpg": jpeg_bytes(96, 2), "two.png": jpeg_bytes(96, 3), "notes.txt": b"hello",
-        "__MACOSX/a/._one.jpg": b"junk", ".hidden.jpg": b"junk", "empty/": b""})
-    items = logic.batch_items([str(good), str(broken), str(archive)])
-    assert [i.name for i in items] == ["good.jpg", "broken.jpg", "lesions.zip/a/one.jpg", "lesions.zip/two.png",
-                                       "lesions.zip/notes.txt"]
-
-    calls, progress = [], []
-    real = classifier.classify_each
-
-    def spy(images, top_k=3, batch_size=32):
-        calls.append(len(list(images)))
-        return real(images, top_k=top_k, batch_size=batch_size)
-
-    monkeypatch.setattr(classifier, "classify_each", spy)
-    monkeypatch.setattr(logic, "BATCH_CHUNK", 2)
-    result = logic.classify_batch(classifier, items, progress=lambda done, total: progress.append((done, total)))
-    assert calls == [2, 2]  # only readable-by-name files reach the model, through classify_each, 2 at a time
-    assert progress == [(2, 4), (4, 4)]
-    assert [r[0] for r in result.rows] == [i.name for i in items]
-    errors = [r for r in result.rows if r[3].startswith("error:")]
-    assert [r[0] for r in errors] == ["broken.jpg", "lesions.zip/notes.txt"]
-    assert errors[0][3].startswith("error: not an image in a supported format") and "not an image" in errors[1][3]
-    for row in result.rows:
-        if row not in errors:
-            assert row[1].split(" — ")[0] in CODES and row[1].endswith("%)") and row[2].endswith("%")
-    assert result.summary == "3 of 5 images classified; 2 could not be (see their rows)."
-
-    path = logic.write_csv(result.records, tmp_path)
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert list(rows[0]) == logic.CSV_COLUMNS and [r["file"] for r in rows] == [i.name for i in items]
-    assert [bool(r["error"]) for r in rows] == [False, True, False, False, True]
-    ok = [r for r in rows if not r["error"]]
-    assert all(r["label"] in CODES and 0 <= float(r["malignant_probability"]) <= 1 for r in ok)
-
-
-def test_batch_caps_are_checked_before_reading(tmp_path, monkeypatch):
-    images = []
-    for n in range(4):
-        images.append(tmp_path / f"{n}.jpg")
-        images[-1].write_bytes(jpeg_bytes(64, n))
-    monkeypatch.setattr(logic, "MAX_BATCH_FILES", 3)
-    with pytest.raises(logic.BatchTooLarge, match="more than 3 images"):
-        logic.batch_items([str(p) for p in images])
-    archive = make_zip(tmp_path / "many.zip", {f"{n}.jpg": jpeg_bytes(64, n) for n in range(4)})
-    with pytest.raises(logic.BatchTooLarge, match="more than 3 images"):
-        logic.batch_items([str(archive)])
-    monkeypatch.setattr(logic, "MAX_BATCH_FILES", 100)
-    monkeypatch.setattr(logic, "MAX_BATCH_BYTES", 1000)
-    with pytest.raises(logic.BatchTooLarge, match="1000 bytes"):
-        logic.batch_items([str(archive)])  # the zip's directory sizes count, before anything is read
-    not_zip = tmp_path / "fake.zip"
-    not_zip.write_bytes(b"not a zip")
-    assert "not a readable zip" in logic.batch_items([str(not_zip)])[0].error
-    assert "100 images" in logic.batch_limits_text(10 * 1024**2) and "10 MB" in logic.batch_limits_text(10 * 1024**2)
 
 
 # --- command line -------------------------------------------------------------------------------------------
@@ -334,156 +277,10 @@ def test_unloadable_model_exits_1_with_a_message(tmp_path, capsys):
     assert "cannot load the model" in err and "does not exist" in err and "Traceback" not in err
 
 
-# --- the served app -----------------------------------------------------------------------------------------
-
-CAP = "200kb"
-
-
-@pytest.fixture(scope="module")
-def served(classifier):
-    import app
-
-    demo = app.build_demo(classifier, CAP)
-    _, url, _ = app.serve(demo, "127.0.0.1", free_port(), max_file_size=CAP, block=False)
-    yield url
-    demo.close()
-
-
-def call(url: str, endpoint: str, data: list) -> str:
-    """The raw event stream of one call of ``endpoint`` over Gradio's HTTP API."""
-    import httpx
-
-    base = url.rstrip("/") + f"/gradio_api/call/{endpoint}"
-    event = httpx.post(base, json={"data": data}, timeout=30).json()["event_id"]
-    return httpx.get(f"{base}/{event}", timeout=60).text
-
-
-@pytest.mark.slow
-def test_served_app_via_gradio_client(served, lesion_jpeg, tmp_path):
-    from gradio_client import Client, handle_file
-    from gradio_client.exceptions import AppError
-
-    client = Client(served, verbose=False)
-    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    names = ["image", "top_k", "tta", "heatmap_class"]
-    assert [p["parameter_name"] for p in endpoints["/classify"]["parameters"]] == names
-    json_endpoint = endpoints["/classify_json"]
-    assert [p["parameter_name"] for p in json_endpoint["parameters"]] == names
-    assert {p["component"] for p in json_endpoint["parameters"]} == {"Api"}  # gr.api: no hidden component
-    assert [p["parameter_default"] for p in json_endpoint["parameters"][1:]] == [3, False, "predicted"]
-    assert "/classify_batch" in endpoints
-
-    warning, labels, malignancy, heatmap, caption, result = client.predict(
-        handle_file(lesion_jpeg), 3, False, "predicted", api_name="/classify")
-    assert warning == ""
-    names = [c["label"] for c in labels["confidences"]]
-    assert names == [f"{t['code']} — {t['name']}" for t in result["top_k"]] and labels["label"] == names[0]
-    assert sum(result["probabilities"].values()) == pytest.approx(1, abs=1e-3)
-    assert "P(malignant)" in malignancy and Image.open(heatmap).size[0] >= logic.HEATMAP_DISPLAY_SIZE
-    assert f"**{result['label']}**" in caption
-
-    result = client.predict(handle_file(lesion_jpeg), 2, True, "mel", api_name="/classify_json")
-    assert result["label"] in CODES and len(result["top_k"]) == 2 and result["tta_views"] > 1
-    assert client.predict(image=handle_file(lesion_jpeg), api_name="/classify_json")["label"] in CODES  # defaults
-
-    bad = tmp_path / "broken.jpg"
-    bad.write_bytes(b"\xff\xd8 not really a jpeg")
-    message, labels, *_ = client.predict(handle_file(bad), 3, False, "predicted", api_name="/classify")
-    assert "Cannot classify" in message and not labels
-    with pytest.raises(AppError, match="broken.jpg"):
-        client.predict(handle_file(bad), 3, False, "predicted", api_name="/classify_json")
-    quoted = tmp_path / "Tom's mole.jpg"
-    quoted.write_bytes(bad.read_bytes())
-    with pytest.raises(AppError) as error:
-        client.predict(handle_file(quoted), 3, False, "predicted", api_name="/classify_json")
-    assert "Tom's mole.jpg: " in str(error.value) and "&#" not in str(error.value)  # plain text, not HTML-escaped
-
-    summary, table, csv_path = client.predict([handle_file(lesion_jpeg), handle_file(bad)],
-                                              api_name="/classify_batch")
-    assert summary.startswith("1 of 2 images classified") and len(table["data"]) == 2
-    assert Path(csv_path).read_text().count("\n") == 3
-
-    with urllib.request.urlopen(served) as response:
-        page = response.read().decode()
-    assert DISCLAIMER.split("'")[0] in page
-
-
-@pytest.mark.slow
-def test_every_api_value_has_a_name_a_caller_understands(served):
-    """view_api() lists exactly the three named endpoints, and names every parameter and return of each by a
-    label of its own (not Gradio's value_NN for an unlabelled component, nor gr.api's "1st", "2nd"), as the
-    README and app.py's docstring list them."""
-    from gradio_client import Client
-
-    import app
-
-    info = Client(served, verbose=False).view_api(print_info=False, return_format="dict")
-    endpoints = info["named_endpoints"]
-    assert sorted(endpoints) == ["/classify", "/classify_batch", "/classify_json"] and not info["unnamed_endpoints"]
-    assert [len(endpoints[name]["returns"]) for name in sorted(endpoints)] == [6, 3, 1]
-    docs = {doc: " ".join(text.split()) for doc, text in  # lines joined
-            (("README", (ROOT / "README.md").read_text()), ("app.py", app.__doc__))}
-    for name, endpoint in endpoints.items():
-        labels = [value.get("label") or "" for value in endpoint["parameters"] + endpoint["returns"]]
-        for label in labels:
-            assert re.search(r"[A-Za-z]{3}", label), (name, label)
-            assert not re.fullmatch(r"value_\d+|\d+(st|nd|rd|th)|API|param_\d+", label.strip()), (name, label)
-            named = label.split(" (at most ")[0]  # the image's label carries the size cap
-            for doc, text in docs.items():
-                assert f'"{named}' in text, (doc, name, label)
-        returns = labels[len(endpoint["parameters"]):]
-        assert len(set(returns)) == len(returns), (name, returns)  # a caller can tell the outputs apart
-        for parameter in endpoint["parameters"]:
-            assert re.fullmatch(r"[a-z][a-z_]*", parameter["parameter_name"]), (name, parameter["parameter_name"])
-            assert not parameter["parameter_name"].startswith("param_")
-
-
-@pytest.mark.slow
-def test_served_app_refuses_a_data_url_over_the_cap(served):
-    """Gradio's max_file_size only sees uploads; the app counts a data: URL's bytes itself, before decoding."""
-    cap = logic.parse_size(CAP)
-    noise = np.random.default_rng(0).integers(0, 256, (400, 400, 3), dtype=np.uint8)
-    out = io.BytesIO()
-    Image.fromarray(noise).save(out, "PNG")
-    assert out.tell() > cap
-    value = {"url": data_url(out.getvalue()), "meta": {"_type": "gradio.FileData"}}
-    stream = call(served, "classify", [value, 3, False, "predicted"])
-    assert "event: complete" in stream and "over the upload limit of 200 KB" in stream and "confidences" not in stream
-    stream = call(served, "classify_json", [value, 3, False, "predicted"])
-    assert "event: error" in stream and "over the upload limit of 200 KB" in stream
-    small = {"url": data_url(jpeg_bytes(96)), "meta": {"_type": "gradio.FileData"}}
-    assert "probabilities" in call(served, "classify_json", [small, 3, False, "predicted"])
-
-
-@pytest.mark.slow
-def test_served_app_on_a_real_ham10000_image(served):
-    folder = HAM_DIR / "images_200x150"
-    image = next(iter(sorted(folder.glob("*.jpg"))), None) if folder.is_dir() else None
-    if image is None:
-        pytest.skip(f"no HAM10000 images in {folder} (set HAM10000_DIR)")
-    from gradio_client import Client, handle_file
-
-    result = Client(served, verbose=False).predict(handle_file(image), 3, False, "predicted",
-                                                   api_name="/classify_json")
-    assert result["label"] in CODES and len(result["top_k"]) == 3
-    assert np.isclose(sum(result["probabilities"].values()), 1, atol=1e-3)
-
-
-@pytest.mark.slow
-def test_api_refuses_paths_that_were_not_uploaded(served):
-    """A client cannot make the app read a file of the server's by naming its path, with or without Gradio's meta."""
-    for endpoint in ("classify_json", "classify"):
-        for value in ({"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}, {"path": "/etc/passwd"},
-                      "/etc/passwd"):
-            stream = call(served, endpoint, [value, 3, False, "predicted"])
-            assert "root:" not in stream and "probabilities" not in stream and "confidences" not in stream
-            assert "event: error" in stream or "Cannot classify" in stream, (endpoint, value, stream[:300])
-
-
 def test_readme_states_the_pages_limits_and_api_as_built():
     readme = (ROOT / "README.md").read_text()
-    assert f"up to {logic.MAX_BATCH_FILES} images" in readme
-    assert f"{logic.human_size(logic.MAX_BATCH_BYTES)} in all" in readme
+    assert f"up to {batch_tab.MAX_BATCH_FILES} images" in readme
+    assert f"{human_size(batch_tab.MAX_BATCH_BYTES)} in all" in readme
     assert f"none below {HEAT_FLOOR:.0%} of the map's maximum, at most {HEAT_MAX_ALPHA:.0%} opaque" in readme
     assert "warning, labels, malignancy, heatmap, caption, result = client.predict(" in readme
     assert 'api_name="/classify_json"' in readme and 'api_name="/classify_batch"' in readme
