@@ -1,11 +1,12 @@
 """Screenshots of the demo as a visitor first sees it, in headless Debian Chromium, for docs/.
 
-    python scripts/screenshot.py                 # bundled model -> docs/demo-desktop.png, docs/demo-phone.png
+    python scripts/screenshot.py     # bundled model -> docs/demo-desktop.png, demo-phone.png, demo-context.png
     python scripts/screenshot.py --model DIR --out /tmp/shots
 
 Starts the app on 127.0.0.1 (no other host is reachable from the page), opens it at 1280x800 and at 390x844,
-clicks the first example and waits for its result, then saves the first view (no scrolling). The browser tests
-(tests/test_browser.py) drive the page with the same functions.
+clicks the first example and waits for its result, then saves the first view (no scrolling). Then, at 1280x800
+for a model with a patient-context head, gives the context (age 70, male, back) and saves the result with its
+context note and similar cases. The browser tests (tests/test_browser.py) drive the page with the same functions.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 RESULT_PATTERN = r"\b[a-z]+ — \w"  # a "code — name" line of the label
+CONTEXT = {"age": "70", "sex": "male", "site": "back"}  # the patient context of demo-context.png
 
 
 def free_port() -> int:
@@ -79,16 +81,59 @@ def click_first_example(page):
     expect(page.locator("#heatmap img")).to_be_visible(timeout=30_000)
 
 
+def settle(page):
+    """Wait until the result's pictures have loaded (the similar cases come just after the probabilities)."""
+    page.wait_for_timeout(500)
+    page.wait_for_function("[...document.querySelectorAll('#heatmap img, #similar img')]"
+                           ".every(i => i.complete && i.naturalWidth > 0)", timeout=30_000)
+
+
+def choose(page, selector: str, option: str):
+    """Pick ``option`` in the Gradio dropdown ``selector``."""
+    field = page.locator(f"{selector} input")
+    field.click()
+    # the option list this input controls (another dropdown's may still be shown)
+    page.locator(f"[id='{field.get_attribute('aria-controls')}']").get_by_role(
+        "option", name=option, exact=True).click()
+
+
+def give_context(page, age: str = "", sex: str = "not given", site: str = "not given"):
+    """Open the patient-context accordion (if folded) and fill it in; returns the note the page should show
+    (empty when no field is given). The caller waits for it: every change classifies again."""
+    from playwright.sync_api import expect
+
+    if not page.locator("#context-age").is_visible():
+        page.locator("#context").get_by_text("Patient context (optional)").click()
+    expect(page.locator("#context-age")).to_be_visible()
+    page.locator("#context-age input").fill(age)
+    choose(page, "#context-sex", sex)
+    choose(page, "#context-site", site)
+    given = ([f"age {age}"] if age else []) + [v for v in (sex, site) if v != "not given"]
+    return f"With {', '.join(given)}: " if given else ""
+
+
 def shoot(browser, url: str, out: Path) -> list[Path]:
-    """Both screenshots (desktop, phone) of the first view after an example click; returns their paths."""
+    """The screenshots of the first view after an example click (desktop, phone) and, for a model with a
+    patient-context head, of the result with context and similar cases (desktop); returns their paths."""
+    from playwright.sync_api import expect
+
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
         page = open_page(browser, url, viewport)
         click_first_example(page)
+        settle(page)
         page.evaluate("window.scrollTo(0, 0)")
         paths.append(out / f"demo-{name}.png")
         page.screenshot(path=paths[-1])
+        if name == "desktop" and page.locator("#context").is_visible():
+            note = give_context(page, **CONTEXT)
+            expect(page.locator("#context-note")).to_contain_text(note, timeout=60_000)
+            settle(page)
+            page.evaluate("window.scrollTo(0, document.querySelector('#probabilities').getBoundingClientRect().top"
+                          " + window.scrollY - 12)")
+            paths.append(out / "demo-context.png")
+            page.screenshot(path=paths[-1])
         page.close()
     return paths
 

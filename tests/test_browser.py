@@ -1,4 +1,5 @@
-"""The demo in headless Chromium: one screen at 1280x800, the phone order, the heatmap toggle, the batch tab."""
+"""The demo in headless Chromium: one screen at 1280x800, the phone order, the heatmap toggle, the batch tab; on
+the bundled model, the patient context and the similar cases."""
 
 from __future__ import annotations
 
@@ -11,20 +12,33 @@ import pytest
 from PIL import Image
 
 from classifier.labels import CODES, DISCLAIMER
+from classifier.similar import ATTRIBUTION
 from scripts import screenshot as shots
 from tests.conftest import lesion_like
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 RESULT = re.compile(rf"\b({'|'.join(CODES)}) — \w")
+CAPTION = re.compile(rf"^({'|'.join(CODES)}) · [a-z -]+ · \d\.\d\d$")
+
+
+def serving(model_dir):
+    """The app with ``model_dir`` on 127.0.0.1 for a module's tests: yields its URL (skips without Chromium)."""
+    if not shots.CHROMIUM.is_file():
+        pytest.skip(f"{shots.CHROMIUM} not found (Debian: apt-get install chromium)")
+    demo, url = shots.start_app(str(model_dir))
+    yield url
+    demo.close()
 
 
 @pytest.fixture(scope="module")
 def served(tiny_model_dir):
-    if not shots.CHROMIUM.is_file():
-        pytest.skip(f"{shots.CHROMIUM} not found (Debian: apt-get install chromium)")
-    demo, url = shots.start_app(str(tiny_model_dir))
-    yield url
-    demo.close()
+    yield from serving(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def served_bundled(bundled_model_dir):
+    """The bundled model, which has a patient-context head and a similar-cases index (the tiny one has neither)."""
+    yield from serving(bundled_model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +84,8 @@ def test_first_view_holds_everything_and_an_example_click_shows_its_result_in_pl
     for selector in ("#probabilities", "#malignancy", "#heatmap", "#examples", "#disclaimer"):
         assert_in_view(page, selector, shots.DESKTOP)
     assert box(page, "#warning")["y"] < box(page, "#probabilities")["y"]  # a warning would come first
+    for hidden in ("#context", "#context-note", "#similar", "#similar-text"):  # this model has no head, no index
+        expect(page.locator(hidden)).to_be_hidden()
     page.screenshot(path=tmp_path / "desktop.png")
     print(f"screenshot: {tmp_path / 'desktop.png'}")
 
@@ -154,11 +170,71 @@ def test_batch_tab_gives_a_row_per_file_and_a_csv(browser, served, tmp_path):
     page.close()
 
 
-def test_screenshot_script_writes_both_views(browser, served, tmp_path):
-    """scripts/screenshot.py (which makes docs/demo-*.png) works: two PNGs of the right sizes."""
-    paths = shots.shoot(browser, served, tmp_path)
-    assert [p.name for p in paths] == ["demo-desktop.png", "demo-phone.png"]
-    for path, viewport in zip(paths, (shots.DESKTOP, shots.PHONE), strict=True):
+def test_screenshot_script_writes_its_views(browser, served, served_bundled, tmp_path):
+    """scripts/screenshot.py (which makes docs/demo-*.png) works: PNGs of the right sizes; the view with patient
+    context for a model that has a context head."""
+    assert [p.name for p in shots.shoot(browser, served, tmp_path / "tiny")] == ["demo-desktop.png", "demo-phone.png"]
+    paths = shots.shoot(browser, served_bundled, tmp_path)
+    assert [p.name for p in paths] == ["demo-desktop.png", "demo-context.png", "demo-phone.png"]
+    for path, viewport in zip(paths, (shots.DESKTOP, shots.DESKTOP, shots.PHONE), strict=True):
         with Image.open(path) as im:
             assert im.size == (viewport["width"], viewport["height"])
-    assert Path(shots.ROOT / "docs" / "demo-desktop.png").is_file()  # the committed screenshot exists
+    for name in ("demo-desktop.png", "demo-context.png", "demo-phone.png"):  # the committed screenshots exist
+        assert Path(shots.ROOT / "docs" / name).is_file()
+
+
+def test_patient_context_and_similar_cases_on_the_bundled_model(browser, served_bundled):
+    """The context accordion, folded and empty, right under the image; the similar cases under the result, each
+    captioned, with the attribution; the probabilities still in the first screen; giving context shows how it
+    moved the answer, a bad value shows an error, and taking it away takes the note away."""
+    from playwright.sync_api import expect
+
+    page = shots.open_page(browser, served_bundled, shots.DESKTOP)
+    expect(page.locator("#context")).to_be_visible()
+    expect(page.locator("#context-age")).to_be_hidden()  # folded
+    image, context, options = (box(page, s) for s in ("#image-input", "#context", "#options"))
+    assert image["y"] + image["height"] <= context["y"] < options["y"]
+    shots.click_first_example(page)
+    for selector in ("#probabilities", "#malignancy", "#examples"):
+        assert_in_view(page, selector, shots.DESKTOP)
+    expect(page.locator("#context-note")).to_be_hidden()  # no context given
+
+    thumbnails = page.locator("#similar button.thumbnail-item")
+    expect(thumbnails).to_have_count(8, timeout=30_000)
+    captions = page.locator("#similar .caption-label").all_inner_texts()
+    assert len(captions) == 8 and all(CAPTION.match(c.strip()) for c in captions), captions
+    distances = [float(c.rsplit("·", 1)[1]) for c in captions]
+    assert distances == sorted(distances)  # nearest first
+    text = page.locator("#similar-text")
+    expect(text).to_contain_text(ATTRIBUTION)
+    expect(text).to_contain_text("not a diagnosis")
+    assert box(page, "#similar")["y"] > box(page, "#heatmap")["y"]  # under the result
+
+    before = page.locator("#probabilities").inner_text()
+    note = shots.give_context(page, **shots.CONTEXT)
+    expect(page.locator("#context-note")).to_contain_text(note, timeout=60_000)
+    expect(page.locator("#context-note")).to_contain_text("(image only → with context)")
+    assert page.locator("#probabilities").inner_text() != before  # the answer with context
+    assert box(page, "#context-note")["y"] < box(page, "#malignancy")["y"]  # next to the probabilities
+
+    page.locator("#context-age input").fill("150")
+    expect(page.get_by_text("age must be between 0 and 120 years, not 150").first).to_be_visible(timeout=30_000)
+    shots.give_context(page)  # all back to "not given"
+    expect(page.locator("#context-note")).to_be_hidden(timeout=60_000)
+    expect(page.locator("#probabilities")).to_have_text(before, timeout=30_000)
+    page.close()
+
+
+def test_phone_order_with_context_and_similar_cases(browser, served_bundled):
+    from playwright.sync_api import expect
+
+    page = shots.open_page(browser, served_bundled, shots.PHONE)
+    shots.click_first_example(page)
+    expect(page.locator("#similar img").first).to_be_visible(timeout=30_000)
+    order = [box(page, s) for s in ("#image-input", "#context", "#probabilities", "#similar", "#examples")]
+    tops = [b["y"] for b in order]
+    assert tops == sorted(tops), tops
+    for b in order:
+        assert b["x"] >= 0 and b["x"] + b["width"] <= shots.PHONE["width"]
+    assert page.evaluate("document.documentElement.scrollWidth") <= shots.PHONE["width"]  # no sideways scrolling
+    page.close()
