@@ -20,7 +20,7 @@ from classifier.explain import cam_heatmap, energy, image_check_reasons, overlay
 from classifier.labels import DISCLAIMER
 from classifier.model_folder import ModelConfig, read_config
 from classifier.preprocessing import load_and_prepare
-from classifier.quality import QualityFinding, assess
+from classifier.quality import QualityFinding, assess, load_size_probe
 from classifier.runtime import open_runtime
 from classifier.similar import MAX_K, SimilarCase, load_similar_index
 from classifier.tta import views_of
@@ -203,6 +203,7 @@ class Classifier:
         if self.context_head is not None and feature_size != len(self.context_head.feature_kernel):
             raise ModelFolderError(f"{folder}: the model's pooled features do not match "
                                    f"{self.config.file('context_head').name}")
+        self.size_probe = load_size_probe(self.config)
         self.similar_index = load_similar_index(self.config)
         if self.similar_index is not None and feature_size != self.similar_index.feature_size:
             raise ModelFolderError(f"{folder}: the model's pooled features do not match "
@@ -370,7 +371,7 @@ class Classifier:
             set_coverage=self.config.conformal_coverage,
             feature_distance=distance,
             feature_threshold=feature_threshold if distance is not None else None,
-            quality=assess(prepared),
+            quality=assess(prepared, features, self.size_probe),
             context=context,
             image_only_probabilities=image_only,
             similar_cases=cases,

@@ -63,6 +63,7 @@ class ModelConfig:
     served_views: tuple[str, ...] = ("identity",)  # the views every prediction averages (serving.views)
     similar_k: int | None = None  # how many similar cases are shown (similar_cases.k); None: the folder has none
     context: ContextSettings | None = None  # the patient-context head's calibration; None: the folder has none
+    quality_probe_threshold: float | None = None  # the learned lesion-size check's threshold (quality section)
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -200,6 +201,11 @@ def read_config(folder: str | Path, verify_files: bool = True) -> ModelConfig:
         _require("similar_cases" in raw.get("files", {}), folder,
                  "similar_cases needs its index (files.similar_cases)")
     context = _context_settings(raw, folder, len(labels))
+    probe = (raw.get("quality") or {}).get("lesion_small_probe")
+    probe_threshold = None if probe is None else probe.get("threshold") if isinstance(probe, dict) else "?"
+    _require(probe_threshold is None or (isinstance(probe_threshold, (int, float)) and math.isfinite(probe_threshold)
+                                         and "quality_probe" in raw.get("files", {})), folder,
+             "quality.lesion_small_probe needs a numeric threshold and its file (files.quality_probe)")
 
     for role, name in _file_names(raw, folder).items():
         entry = raw["files"][role]
@@ -215,7 +221,8 @@ def read_config(folder: str | Path, verify_files: bool = True) -> ModelConfig:
                        None if q is None else float(q), None if coverage is None else float(coverage),
                        None if feature_threshold is None else float(feature_threshold),
                        **{key: None if value is None else float(value) for key, value in quantiles.items()},
-                       served_views=view_lists["serving.views"], similar_k=similar_k, context=context)
+                       served_views=view_lists["serving.views"], similar_k=similar_k, context=context,
+                       quality_probe_threshold=None if probe_threshold is None else float(probe_threshold))
 
 
 def _context_settings(raw: dict, folder: Path, num_labels: int) -> ContextSettings | None:

@@ -172,10 +172,44 @@ def _finding(code: str, value: float, threshold: float) -> QualityFinding:
     return QualityFinding(code, round(float(value), 4), threshold, MESSAGES[code])
 
 
-def assess(image) -> list[QualityFinding]:
+@dataclass(frozen=True)
+class SizeProbe:
+    """The learned "lesion too small" check of a model folder (``quality_probe.npz``, trained by
+    ``classifier.training.quality_probe``): a linear score on the L2-normalised mean pooled features of the
+    served views, above ``threshold`` when the picture looks taken from too far."""
+
+    weights: np.ndarray
+    bias: float
+    threshold: float
+
+    def score(self, features: np.ndarray) -> float:
+        f = np.asarray(features, np.float32)
+        return float(np.einsum("d,d->", f / max(float(np.sqrt(np.einsum("d,d->", f, f))), 1e-12), self.weights)
+                     + self.bias)
+
+
+def load_size_probe(config) -> SizeProbe | None:
+    """A model folder's size probe; None if it has none."""
+    from classifier.model_folder import ModelFolderError
+
+    if config.quality_probe_threshold is None:
+        return None
+    path = config.file("quality_probe")
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            weights, bias = stored["weights"].astype(np.float32), float(stored["bias"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelFolderError(f"{path}: not a readable quality probe ({exc})") from exc
+    return SizeProbe(weights, bias, config.quality_probe_threshold)
+
+
+def assess(image, features: np.ndarray | None = None, probe: SizeProbe | None = None) -> list[QualityFinding]:
     """What is wrong with the photo, if anything: a prepared view (224 x 224 or any square uint8 RGB array) or
     anything ``classify`` accepts. An exposure problem hides the lesion findings (the lesion cannot be told
-    from skin in a dark or washed-out photo), and blur is not judged on a washed-out one (no detail left)."""
+    from skin in a dark or washed-out photo), and blur is not judged on a washed-out one (no detail left). With
+    the model's mean pooled ``features`` and its size ``probe``, a lesion small in the frame is also found when
+    the probe's score is above its threshold (the measured share alone cannot tell a far-away photo from a small
+    lesion)."""
     m = measures(image)
     found = []
     if m["bright_level"] < MIN_BRIGHT_LEVEL:
@@ -188,6 +222,8 @@ def assess(image) -> list[QualityFinding]:
         return found
     if m["lesion_share"] < MIN_LESION_SHARE:
         found.append(_finding("lesion_small", m["lesion_share"], MIN_LESION_SHARE))
+    elif probe is not None and features is not None and (score := probe.score(features)) > probe.threshold:
+        found.append(_finding("lesion_small", score, probe.threshold))
     elif m["edge_share"] > MAX_EDGE_SHARE:
         found.append(_finding("lesion_cut_off", m["edge_share"], MAX_EDGE_SHARE))
     return found

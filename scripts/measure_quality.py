@@ -3,6 +3,7 @@ split, and catches on generated degradations (blur, two stops under and over, le
 the bundled examples and, with --data, of test-split images.
 
     .venv/bin/python -m scripts.measure_quality [--data ../shared/data/ham10000] [--split test] [--limit N]
+        [--model model | --measured-only]
 
 The degradations are made here (``degrade``) and used by tests/test_quality.py too.
 """
@@ -112,7 +113,13 @@ def degrade(source, kind: str, index: int = 0) -> np.ndarray:
     raise ValueError(f"unknown degradation {kind!r}")
 
 
+CLASSIFIER = []  # the model whose findings are measured (set by main; none: the measured checks alone)
+
+
 def codes(view) -> set[str]:
+    """The finding codes for a view: as served by the model (with its learned size check) when one is loaded."""
+    if CLASSIFIER:
+        return {finding.code for finding in CLASSIFIER[0].classify(view, similar=0).quality}
     return {finding.code for finding in quality.assess(view)}
 
 
@@ -156,8 +163,14 @@ def main(argv=None) -> int:
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--limit", type=int, default=300,
                         help="split images to degrade (evenly spaced; all of them are checked for false alarms)")
+    parser.add_argument("--model", type=Path, default=ROOT / "model",
+                        help="model folder whose served findings are measured (its learned size check included)")
+    parser.add_argument("--measured-only", action="store_true", help="the image measures alone, without a model")
     args = parser.parse_args(argv)
+    if not args.measured_only:
+        from classifier.api import Classifier
 
+        CLASSIFIER.append(Classifier(args.model))
     examples = sorted(EXAMPLES.glob("*.jpg"))
     results = [measure(examples, "bundled examples")]
     if args.data:

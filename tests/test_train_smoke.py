@@ -73,6 +73,7 @@ def test_train_one_epoch_then_resume_and_write_a_servable_model_folder(tmp_path)
     # the evidence beside the answer (issue 19): the similar-cases index and the patient-context head
     assert config.similar_k == 8 and len(prediction.similar_cases) == 8
     assert config.context is not None and (out / "context_head.npz").is_file()
+    assert config.quality_probe_threshold is not None and (out / "quality_probe.npz").is_file()
     assert Classifier(out).classify(lesion_like(100), age=50, site="back").context_note
 
     # a weight-averaging continuation: starts from the mean of the run's epochs, at a constant rate

@@ -175,8 +175,9 @@ def render_model_card(config: dict) -> str:
               "## Files", "", f"`{CONFIG_NAME}` (labels, input, preprocessing, calibration, thresholds, metrics, "
               "file checksums), `model.keras` (Keras 3, `safe_mode=True`), `model.tflite` (LiteRT: image -> "
               "logits, class-activation maps and pooled features; what the demo serves), `ood_features.npz` "
-              "(training-feature statistics of the out-of-distribution score), `similar_cases.npz` (the similar-cases "
-              "index), `context_head.npz` (the patient-context head), `split.json`.", "",
+              "(training-feature statistics of the out-of-distribution score), `similar_cases.npz` (the "
+              "similar-cases index), `context_head.npz` (the patient-context head), `quality_probe.npz` (the "
+              "learned 'lesion too small' check), `split.json`.", "",
               "## Licence and citation", "",
               "Weights trained on HAM10000, which is CC BY-NC-SA 4.0: the weights are shared under the same "
               "licence (non-commercial, attribution, share-alike).", "", f"> {CITATION}", ""]

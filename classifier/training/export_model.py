@@ -218,10 +218,13 @@ def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Pat
 
 def add_evidence(out: Path, raw: dict, records: list[Record], paths: dict[str, Path], ids: dict, view_features,
                  y: dict, train_counts: np.ndarray) -> None:
-    """The similar-cases index (one image per training lesion) and the patient-context head (trained on the
-    training split's features and metadata, calibrated on validation), written into ``out`` and ``raw``."""
+    """The similar-cases index (one image per training lesion), the patient-context head (trained on the
+    training split's features and metadata, calibrated on validation) and the learned lesion-size check, written
+    into ``out`` and ``raw``."""
+    from classifier.api import Classifier
     from classifier.context import encode_many
     from classifier.training.context_head import averaged_head, calibrate, write_head
+    from classifier.training.quality_probe import build_probe, write_probe
     from classifier.training.similar_index import write_index
 
     train_views, val_views = view_features
@@ -234,6 +237,9 @@ def add_evidence(out: Path, raw: dict, records: list[Record], paths: dict[str, P
 
     head = averaged_head(train_views, context_of("train"), y["train"], len(raw["labels"]))
     write_head(out, raw, head, calibrate(head, val_views, context_of("val"), y["val"], train_counts))
+    probe = build_probe(Classifier(out), [paths[i] for i in ids["train"]], train_views.mean(axis=1),
+                        [paths[i] for i in ids["val"]], val_views.mean(axis=1), images=min(2000, len(ids["train"])))
+    write_probe(out, raw, probe, probe["note"])
 
 
 def _float_agreement(out: Path, paths: list[Path], litert_logits: np.ndarray) -> float:
