@@ -62,6 +62,29 @@ def shrunk(view: np.ndarray, area: float = SHRINK_AREA, seed: int = 0) -> np.nda
     return np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
 
 
+def pasted_round(view: np.ndarray, area: float, seed: int = 0) -> np.ndarray:
+    """Like ``shrunk`` but with a soft round edge: a pasting the learned size check's threshold was not set on."""
+    side = round(SIZE * area ** 0.5)
+    small = np.asarray(Image.fromarray(view).resize((side, side), Image.LANCZOS), np.float32)
+    canvas = skin_colour(view) + np.random.default_rng(seed).normal(0, 3, (SIZE, SIZE, 3))
+    top = (SIZE - side) // 2
+    yy, xx = np.mgrid[0:side, 0:side] - (side - 1) / 2
+    alpha = np.clip((1.0 - np.sqrt(yy ** 2 + xx ** 2) / (side / 2)) / 0.35, 0, 1)[..., None]
+    region = canvas[top:top + side, top:top + side]
+    canvas[top:top + side, top:top + side] = alpha * small + (1 - alpha) * region
+    return np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+
+
+REACH_AREAS = (0.05, 0.10, 0.15, 0.20, 0.30, 0.60)
+
+
+def reach(sources: list) -> dict:
+    """Share flagged lesion_small when pasted (``pasted_round``) at each of REACH_AREAS of the frame."""
+    return {f"{area:.0%}": round(float(np.mean([
+        "lesion_small" in codes(pasted_round(load_and_prepare(s, SIZE), area, i)) for i, s in enumerate(sources)])), 4)
+        for area in REACH_AREAS}
+
+
 def lesion_centre(view: np.ndarray) -> tuple[float, float]:
     """Where the lesion is, as (row, column) shares of the view: the centroid of darkness below the skin's level
     (the 90th percentile of luminance), so that it does not depend on the detector being measured."""
@@ -166,12 +189,20 @@ def main(argv=None) -> int:
     parser.add_argument("--model", type=Path, default=ROOT / "model",
                         help="model folder whose served findings are measured (its learned size check included)")
     parser.add_argument("--measured-only", action="store_true", help="the image measures alone, without a model")
+    parser.add_argument("--reach", type=int, metavar="N", help="instead: how small a pasting the size check flags, "
+                        "on N split pictures pasted with a soft round edge at several shares of the frame")
     args = parser.parse_args(argv)
     if not args.measured_only:
         from classifier.api import Classifier
 
         CLASSIFIER.append(Classifier(args.model))
     examples = sorted(EXAMPLES.glob("*.jpg"))
+    if args.reach:
+        if not args.data:
+            parser.error("--reach needs --data")
+        print(json.dumps({"set": f"{args.split} split, {args.reach} pasted", "flagged_lesion_small":
+                          reach(test_split_paths(args.data, args.split, args.reach))}))
+        return 0
     results = [measure(examples, "bundled examples")]
     if args.data:
         results.append(alarms_only(test_split_paths(args.data, args.split, None), f"{args.split} split"))
