@@ -47,8 +47,21 @@ def compare(cache: dict, split: str = "test") -> list[dict]:
                      "top_probability_is_decision": round(float(np.mean(probs.argmax(axis=1) == decided)), 4),
                      "macro_auc": m["macro_auc"], "melanoma_auc": m["per_class"]["mel"]["auc"], "nll": m["nll"],
                      "ece": m["ece"], "set_coverage": sets["coverage"], "set_size": sets["mean_set_size"],
-                     "split": split})
+                     "split": split, **disagreements(probs, decided)})
     return rows
+
+
+def disagreements(probs: np.ndarray, decided: np.ndarray) -> dict:
+    """Where the chosen class is not the most probable one: how often, which pairs, and their probabilities."""
+    top = probs.argmax(axis=1)
+    differ = np.flatnonzero(top != decided)
+    pairs: dict[str, int] = {}
+    for i in differ:
+        key = f"{CODES[decided[i]]} over {CODES[top[i]]}"
+        pairs[key] = pairs.get(key, 0) + 1
+    medians = ({"median_chosen_probability": round(float(np.median(probs[differ, decided[differ]])), 3),
+                "median_top_probability": round(float(np.median(probs[differ].max(axis=1))), 3)} if len(differ) else {})
+    return {"disagreements": len(differ), "pairs": dict(sorted(pairs.items(), key=lambda kv: -kv[1])), **medians}
 
 
 def main(argv: list[str] | None = None) -> int:
