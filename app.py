@@ -39,6 +39,7 @@ gallery are private to the page.
 """
 
 import argparse
+import logging
 import os
 import sys
 
@@ -91,17 +92,21 @@ STATE_SESSIONS = 1000
 MALLOC_ARENAS = 2
 # Gradio's queue analytics (read when the queue is made; see serve).
 ANALYTICS_LIMITS = {"GRADIO_ANALYTICS_MAX_EVENTS": "1000", "GRADIO_ANALYTICS_CACHE_FREQUENCY": "1000"}
+# What a visitor sees when a handler fails for any reason but a ClassifierError (a bug; the traceback is logged)
+INTERNAL_ERROR = ("Something went wrong inside the app (an internal error, logged for its maintainers); it says "
+                  "nothing about your image or options. Please try again.")
+
+log = logging.getLogger("app")
 
 
 def parse_args(argv: list[str] | None = None, environ=os.environ) -> argparse.Namespace:
     """Command-line options, each defaulting to its environment variable."""
+    from classifier.model_options import add_model_arguments
+
     on_space = bool(environ.get("SPACE_ID"))
     p = argparse.ArgumentParser(description="Gradio demo of the HAM10000 skin-lesion classifier "
                                 "(research only; no clinical or diagnostic value)")
-    p.add_argument("--model", default=environ.get("MODEL_ID") or None,
-                   help="model folder or Hub repo id (env MODEL_ID; default: the bundled model/)")
-    p.add_argument("--revision", default=environ.get("MODEL_REVISION") or None,
-                   help="Hub revision: branch, tag or commit (env MODEL_REVISION)")
+    add_model_arguments(p, environ=environ)
     p.add_argument("--host", default=environ.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if on_space else "127.0.0.1"),
                    help="address to listen on (env GRADIO_SERVER_NAME; default 127.0.0.1, 0.0.0.0 on a Space)")
     p.add_argument("--port", type=int, default=int(environ.get("GRADIO_SERVER_PORT") or 7860),
@@ -116,6 +121,24 @@ def parse_args(argv: list[str] | None = None, environ=os.environ) -> argparse.Na
     p.add_argument("--concurrency", type=int, default=int(environ.get("CONCURRENCY") or 2),
                    help="requests processed at once (env CONCURRENCY; default 2)")
     return p.parse_args(argv)
+
+
+def page_error(err: Exception, prefix: str = ""):
+    """The page's one mapping of an error to what a visitor (or an API caller) is told: a ClassifierError (bad
+    input, a bad option or context value) becomes ``gr.Error`` with its message; a ``gr.Error`` stays as it is;
+    anything else is a bug: logged with its traceback, and shown as ``INTERNAL_ERROR``, never as bad input."""
+    import gradio as gr
+
+    from classifier.errors import ClassifierError
+
+    if isinstance(err, gr.Error):
+        return err
+    if isinstance(err, ClassifierError):
+        # Plain text, not escaped: API clients get the message as it is, and the page sanitises the HTML that
+        # gr.Error may hold (an escaped quote would reach both as `&#x27;`).
+        return gr.Error(f"{prefix}{err}", print_exception=False)
+    log.error("internal error while handling a request", exc_info=err)
+    return gr.Error(INTERNAL_ERROR, print_exception=False)
 
 
 def build_demo(classifier, max_file_size: str | int = "10mb"):
@@ -136,12 +159,14 @@ def build_demo(classifier, max_file_size: str | int = "10mb"):
     classes = len(classifier.config.labels)
 
     def on_classify(image, top_k, tta, heatmap_class, with_heatmap, age=None, sex=None, site=None):
+        # A bad image or option is a message in the first output (logic.show); a bad patient-context value an
+        # error (the page keeps its last result; an API caller gets AppError), as is a bug (page_error).
         try:
             shown = logic.show(classifier, image, top_k, tta, heatmap_class, max_bytes, upload_dir, age, sex, site)
-        except ContextError as err:  # the page keeps its last result; an API caller gets AppError
-            raise gr.Error(f"Patient context: {err}", print_exception=False) from None
-        # The pictures go out as files written once (see logic.stored_file), and the state keeps their paths
-        shown = logic.as_files(shown, upload_dir)
+            # The pictures go out as files written once (see logic.stored_file), and the state keeps their paths
+            shown = logic.as_files(shown, upload_dir)
+        except Exception as err:
+            raise page_error(err, "Patient context: " if isinstance(err, ContextError) else "") from None
         # API calls have no page state (None): they get the heatmap. A plain image, so API callers get a file;
         # the label is the toggle's business.
         picture = logic.displayed_image(shown, with_heatmap is not False)
@@ -166,10 +191,8 @@ def build_demo(classifier, max_file_size: str | int = "10mb"):
         try:
             return logic.classify(classifier, image, top_k, tta, heatmap_class, max_bytes, upload_dir, age, sex,
                                   site)
-        except ValueError as err:  # a ClassifierError (ImageError, ContextError) or a bad top_k or heatmap class
-            # Plain text, not escaped: API clients get the message as it is, and the page sanitises the HTML that
-            # gr.Error may hold (an escaped quote would reach both as `&#x27;`).
-            raise gr.Error(str(err), print_exception=False) from None
+        except Exception as err:  # ImageError, ContextError, ArgumentError (top_k, heatmap class), or a bug
+            raise page_error(err) from None
 
     def on_example(selected: gr.SelectData):
         return str(found[selected.index].path)
@@ -183,10 +206,13 @@ def build_demo(classifier, max_file_size: str | int = "10mb"):
             items = batch_tab.batch_items(list(files))
         except batch_tab.BatchTooLarge as err:
             return f"⚠️ Nothing classified: {err}.", None, None
-        progress((0, len(items)), desc="classifying", unit="images")
-        result = batch_tab.classify_batch(classifier, items,
-                                          progress=lambda done, total: progress((done, total), unit="images"))
-        return result.summary, result.rows, batch_tab.write_csv(result.records)
+        try:
+            progress((0, len(items)), desc="classifying", unit="images")
+            result = batch_tab.classify_batch(classifier, items,
+                                              progress=lambda done, total: progress((done, total), unit="images"))
+            return result.summary, result.rows, batch_tab.write_csv(result.records)
+        except Exception as err:  # a bad file is a row of its own; this is a bug
+            raise page_error(err) from None
 
     with gr.Blocks(title="HAM10000 skin-lesion classifier (research demo)") as demo:
         gr.Markdown("# HAM10000 skin-lesion classifier", elem_id="title")
@@ -330,23 +356,26 @@ def limit_malloc_arenas(count: int = MALLOC_ARENAS, environ=os.environ) -> bool:
         return False
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(argv: list[str] | None = None) -> int:
+    """Load the model, build the page and serve it until stopped."""
     args = parse_args(argv)
     limit_malloc_arenas()
     if not args.analytics:
         os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when gradio is imported
-    from classifier.api import load_classifier
+    from classifier.model_options import open_model
 
-    try:
-        classifier = load_classifier(args.model, args.revision)
-    except (ValueError, OSError, ImportError) as err:  # ValueError: a ClassifierError (model source or folder)
-        print(f"error: cannot load the model: {err}", file=sys.stderr)
-        return 1
-    if classifier.source is not None and classifier.source.notice:
-        print(f"note: {classifier.source.notice}", file=sys.stderr)
+    classifier = open_model(args)
     serve(build_demo(classifier, args.max_file_size), args.host, args.port, args.share, args.max_file_size,
           args.concurrency)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python app.py``: a model that cannot be loaded or a bad option is one ``error: ...`` line and status 2
+    (``classifier.errors.exit_status``, as for every command)."""
+    from classifier.errors import exit_status
+
+    return exit_status(run, argv)
 
 
 if __name__ == "__main__":

@@ -16,15 +16,28 @@ import numpy as np
 from PIL import Image
 
 from classifier.context import ContextError, PatientContext, load_context_head, parse_context
+from classifier.errors import ArgumentError
 from classifier.explain import cam_heatmap, energy, image_check_reasons, overlay, softmax
 from classifier.labels import DISCLAIMER
 from classifier.model_folder import ModelConfig, read_config
 from classifier.preprocessing import load_and_prepare
 from classifier.quality import QualityFinding, assess, load_size_probe
 from classifier.runtime import open_runtime
-from classifier.similar import MAX_K, SimilarCase, load_similar_index
+from classifier.similar import SimilarCase, load_similar_index, similar_count
 from classifier.tta import views_of
 from classifier.uncertainty import mahalanobis_distance, prediction_sets
+
+
+def top_k_value(top_k, count: int, name: str = "top_k") -> int:
+    """``top_k`` as an int in 1..count, the one check of it for every surface (a form or an API call may send a
+    float or a string); ArgumentError, naming it as ``name``, otherwise."""
+    try:
+        value = float(top_k)
+    except (TypeError, ValueError):  # float() of something that is not a number
+        value = float("nan")
+    if not value.is_integer() or not 1 <= value <= count:
+        raise ArgumentError(f"{name} must be a whole number between 1 and {count}, not {top_k!r}")
+    return int(value)
 
 
 def malignant_note(codes: list[str]) -> str:
@@ -230,12 +243,15 @@ class Classifier:
                  similar: int | None = None) -> Prediction:
         """Classify one image (path, bytes, PIL image or array); raises ImageError for bad input. The model's
         served views are averaged (``serving.views``), or with ``tta`` its test-time augmentation views.
+        ``top_k``: 1 to the number of classes (a whole-number float or string is taken as an int); a bad
+        ``top_k``, ``heatmap_class`` or ``similar`` raises ArgumentError.
 
         ``age`` (years), ``sex`` and ``site`` (``classifier.context.SEXES`` / ``SITES``; None, empty or 'unknown'
         = not given) are the optional patient context: given any, the model's context head answers
         (``Prediction.context_note`` says how it moved the answer); a bad value raises ContextError.
         ``similar``: how many similar training cases to attach (default the model's ``similar_cases.k``; 0:
         none)."""
+        top_k = top_k_value(top_k, len(self.labels))
         context = self.check_context(parse_context(age, sex, site))
         prepared = self.prepare(image)
         views = self.views(tta)
@@ -270,9 +286,10 @@ class Classifier:
         bytes, PIL images or arrays; ``contexts``, one PatientContext (or None) per image; ``similar`` as for
         ``classify``."""
         images = list(images)
+        top_k = top_k_value(top_k, len(self.labels))
         contexts = [None] * len(images) if contexts is None else list(contexts)
         if len(contexts) != len(images):
-            raise ValueError(f"{len(contexts)} contexts for {len(images)} images")
+            raise ArgumentError(f"{len(contexts)} contexts for {len(images)} images")
         results = []
         for item, context in zip(self.run_each(images, batch_size=batch_size), contexts, strict=True):
             if not isinstance(item, Exception):
@@ -317,9 +334,7 @@ class Classifier:
                     context: PatientContext | None = None, similar: int | None = None) -> Prediction:
         codes = self.config.codes
         if heatmap_class is not None and heatmap_class not in codes:
-            raise ValueError(f"unknown class {heatmap_class!r}; choose one of {', '.join(codes)}")
-        if not 1 <= top_k <= len(codes):
-            raise ValueError(f"top_k must be between 1 and {len(codes)}")
+            raise ArgumentError(f"unknown class {heatmap_class!r}; choose one of {', '.join(codes)}")
         features = None if view_features is None else view_features.mean(axis=0)  # the views' mean
         probs = self.probabilities(logits).mean(axis=0)
         image_only, conformal_threshold = None, self.config.conformal_threshold
@@ -349,9 +364,7 @@ class Classifier:
         conformal_set = None
         if conformal_threshold is not None:
             conformal_set = [codes[i] for i in prediction_sets(probs[None], conformal_threshold)[0]]
-        k = self.config.similar_k if similar is None else similar
-        if not 0 <= (k or 0) <= MAX_K:
-            raise ValueError(f"similar must be between 0 and {MAX_K}")
+        k = self.config.similar_k if similar is None else similar_count(similar)
         cases = []
         if k and self.similar_index is not None and features is not None:
             cases = self.similar_index.nearest(features, k)

@@ -24,10 +24,11 @@ from PIL import Image
 
 from classifier.api import Classifier, Prediction
 from classifier.context import SEXES, SITES, ContextError
+from classifier.errors import ClassifierError
 from classifier.labels import DISCLAIMER
 from classifier.preprocessing import ImageError
 from classifier.similar import ATTRIBUTION, SimilarCase
-from classifier.web_input import PREDICTED, heatmap_code, image_source, top_k_value
+from classifier.web_input import PREDICTED, heatmap_code, image_source
 
 HEATMAP_DISPLAY_SIZE = 256  # small model inputs are enlarged so the overlay is readable on the page
 NO_IMAGE = "Upload, paste or photograph an image (or pick an example) to classify it."
@@ -132,7 +133,7 @@ def predict(classifier: Classifier, image, top_k=3, tta: bool = False, heatmap_c
             heatmap: bool = True, max_bytes: int | None = None, upload_dir=None, age=None, sex=None,
             site=None) -> Prediction:
     """Classify an image value (with a heatmap unless asked not to) and the optional patient context; raises
-    ImageError, ContextError or ValueError."""
+    ImageError, ContextError or ArgumentError (a bad top_k or heatmap class)."""
     source = image_source(image, max_bytes, upload_dir)
     if source is None:
         raise ImageError(NO_IMAGE)
@@ -141,14 +142,14 @@ def predict(classifier: Classifier, image, top_k=3, tta: bool = False, heatmap_c
 
 def _classify_source(classifier: Classifier, source, top_k, tta, heatmap_class, heatmap: bool, age, sex,
                      site) -> Prediction:
-    return classifier.classify(source, top_k=top_k_value(top_k, len(classifier.config.labels)), tta=bool(tta),
-                               heatmap=heatmap, heatmap_class=heatmap_code(heatmap_class), age=age, sex=sex,
-                               site=site)
+    return classifier.classify(source, top_k=top_k, tta=bool(tta), heatmap=heatmap,
+                               heatmap_class=heatmap_code(heatmap_class), age=age, sex=sex, site=site)
 
 
 def classify(classifier: Classifier, image, top_k=3, tta: bool = False, heatmap_class: str | None = PREDICTED,
              max_bytes: int | None = None, upload_dir=None, age=None, sex=None, site=None) -> dict:
-    """The full result (``Prediction.to_dict``); raises ImageError, ContextError or ValueError for bad input."""
+    """The full result (``Prediction.to_dict``); raises a ClassifierError (ImageError, ContextError,
+    ArgumentError) for bad input."""
     return predict(classifier, image, top_k, tta, heatmap_class, False, max_bytes, upload_dir, age, sex,
                    site).to_dict()
 
@@ -161,8 +162,9 @@ def _enlarged(image: Image.Image) -> Image.Image:
 
 def show(classifier: Classifier, image, top_k=3, tta: bool = False, heatmap_class: str | None = PREDICTED,
          max_bytes: int | None = None, upload_dir=None, age=None, sex=None, site=None) -> Shown:
-    """What the page shows for one request; a bad image or option becomes a message. A bad patient-context
-    value raises its ContextError: the page shows it as an error and keeps the last result."""
+    """What the page shows for one request; a bad image or option (a ClassifierError) becomes a message. A bad
+    patient-context value raises its ContextError: the page shows it as an error and keeps the last result.
+    Anything else is a bug and is raised as it is, never shown as bad input."""
     try:
         source = image_source(image, max_bytes, upload_dir)
         if source is None:
@@ -170,7 +172,7 @@ def show(classifier: Classifier, image, top_k=3, tta: bool = False, heatmap_clas
         prediction = _classify_source(classifier, source, top_k, tta, heatmap_class, True, age, sex, site)
     except ContextError:
         raise
-    except ValueError as err:  # a ClassifierError (ImageError) or a bad top_k or heatmap class
+    except ClassifierError as err:  # ImageError, or ArgumentError: a bad top_k or heatmap class
         problem = f"Cannot classify this input: {err}"
         return Shown(f"### ⚠️ {problem}", None, "", None, None, problem=problem)
     cases = prediction.similar_cases

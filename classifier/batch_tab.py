@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from classifier.api import Classifier, Prediction
-from classifier.preprocessing import ImageError
+from classifier.errors import ClassifierError
+from classifier.preprocessing import IMAGE_SUFFIXES, ImageError
 from classifier.web_input import human_size
 
 MAX_BATCH_FILES = 100  # images per batch, counting each image inside a zip
@@ -22,7 +23,6 @@ MAX_BATCH_BYTES = 50 * 1024 * 1024  # all images of a batch together, zip conten
 BATCH_CHUNK = 16  # images per Classifier.classify_each call: the progress bar moves after each
 BATCH_HEADERS = ["file", "top-1 (probability)", "P(malignant)", "warning or error"]
 CSV_COLUMNS = ["file", "label", "name", "probability", "malignant_probability", "warning", "error"]
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif")
 
 
 def batch_limits_text(max_file_bytes: int) -> str:
@@ -31,7 +31,7 @@ def batch_limits_text(max_file_bytes: int) -> str:
             "here.")
 
 
-class BatchTooLarge(ValueError):
+class BatchTooLarge(ClassifierError):
     """A batch over the count or total-size cap (nothing of it is classified)."""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -11,8 +12,11 @@ from pathlib import Path
 
 from classifier.errors import ClassifierError
 from classifier.labels import CODES
+from classifier.preprocessing import IMAGE_SUFFIXES
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
+# Where tests, benchmarks and scripts look for a HAM10000 copy: $HAM10000_DIR, else ../shared/data/ham10000
+# beside the checkout (the commands take the folder as --data)
+HAM_DIR = Path(os.environ.get("HAM10000_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "ham10000")
 SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
 SPLIT_SEED = 20181
@@ -80,7 +84,7 @@ def find_images(folder: Path) -> dict[str, Path]:
     """
     images: dict[str, Path] = {}
     for path in Path(folder).rglob("*"):
-        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
             current = images.get(path.stem)
             if current is None or (path.stat().st_size, str(path)) > (current.stat().st_size, str(current)):
                 images[path.stem] = path

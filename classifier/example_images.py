@@ -20,8 +20,10 @@ import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from classifier.data import IMAGE_EXTENSIONS, DataError, lesion_split, read_metadata
+from classifier.data import DataError, lesion_split, read_metadata
+from classifier.errors import ClassifierError
 from classifier.labels import CODES
+from classifier.preprocessing import IMAGE_SUFFIXES
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 MANIFEST = EXAMPLES_DIR / "manifest.csv"
@@ -38,6 +40,10 @@ EXAMPLES_MAX_TOTAL_BYTES = 2 * 1024 * 1024
 MAX_EXAMPLES = 16
 JPEG_QUALITIES = (90, 85, 80, 75, 70, 60, 50)  # tried in turn until the file fits EXAMPLE_MAX_BYTES
 USER_AGENT = "ham10000-classifier-examples/0.1"
+
+
+class ExampleError(ClassifierError):
+    """One example image cannot be fetched or encoded; the message says why (the others go on)."""
 
 
 @dataclass(frozen=True)
@@ -129,16 +135,16 @@ def available_examples(folder: Path = EXAMPLES_DIR, manifest: Path = MANIFEST) -
 
 def encode_example(data: bytes) -> bytes:
     """An example image as committed: upright RGB JPEG, at most ``EXAMPLE_MAX_SIDE`` px a side, the highest
-    quality of ``JPEG_QUALITIES`` that fits ``EXAMPLE_MAX_BYTES``, no metadata. ValueError if not an image."""
+    quality of ``JPEG_QUALITIES`` that fits ``EXAMPLE_MAX_BYTES``, no metadata. ExampleError if not an image."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as im:
             image = ImageOps.exif_transpose(im).convert("RGB")
     except UnidentifiedImageError:
-        raise ValueError("not an image") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise ValueError(f"not a readable image ({e})") from None
+        raise ExampleError("not an image") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:  # Pillow's, for broken data
+        raise ExampleError(f"not a readable image ({e})") from None
     if max(image.size) > EXAMPLE_MAX_SIDE:
         image.thumbnail((EXAMPLE_MAX_SIDE, EXAMPLE_MAX_SIDE), Image.LANCZOS)
     for quality in JPEG_QUALITIES:
@@ -146,7 +152,7 @@ def encode_example(data: bytes) -> bytes:
         image.save(out, "JPEG", quality=quality, optimize=True)
         if out.tell() <= EXAMPLE_MAX_BYTES:
             return out.getvalue()
-    raise ValueError(f"does not fit in {EXAMPLE_MAX_BYTES // 1024} KB even at JPEG quality {JPEG_QUALITIES[-1]}")
+    raise ExampleError(f"does not fit in {EXAMPLE_MAX_BYTES // 1024} KB even at JPEG quality {JPEG_QUALITIES[-1]}")
 
 
 def pixel_count(path: Path) -> int:
@@ -166,7 +172,7 @@ def best_images(folder: Path, image_ids) -> dict[str, Path]:
     wanted = set(image_ids)
     candidates: dict[str, list[Path]] = {}
     for path in Path(folder).rglob("*"):
-        if path.stem in wanted and path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
+        if path.stem in wanted and path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
             candidates.setdefault(path.stem, []).append(path)
     return {image_id: max(paths, key=lambda p: (pixel_count(p), p.stat().st_size, str(p)))
             for image_id, paths in candidates.items()}
@@ -216,7 +222,7 @@ def copy_from(source_dir: Path, dest: Path = EXAMPLES_DIR, manifest: Path = MANI
             continue
         try:
             _write_atomic(dest / f"{e.image_id}.jpg", encode_example(source.read_bytes()))
-        except (OSError, ValueError) as err:
+        except (OSError, ExampleError) as err:
             report.failed[e.image_id] = f"{source}: {err}"
         else:
             report.written.append(e.image_id)
@@ -224,10 +230,10 @@ def copy_from(source_dir: Path, dest: Path = EXAMPLES_DIR, manifest: Path = MANI
 
 
 def _get(url: str, timeout: float, accept: str) -> tuple[bytes, str]:
-    """Body and content type of a GET; ValueError with a short reason on any failure."""
+    """Body and content type of a GET; ExampleError with a short reason on any failure."""
     shown = url.split("?", 1)[0]  # signed file URLs carry long credentials in the query
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-        raise ValueError(f"not an http(s) URL: {shown}")
+        raise ExampleError(f"not an http(s) URL: {shown}")
     request = urllib.request.Request(url, headers={"Accept": accept, "User-Agent": USER_AGENT})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -235,13 +241,13 @@ def _get(url: str, timeout: float, accept: str) -> tuple[bytes, str]:
             content_type = response.headers.get_content_type()
     except urllib.error.HTTPError as e:
         e.close()
-        raise ValueError(f"HTTP {e.code} {e.reason} from {shown}") from None
+        raise ExampleError(f"HTTP {e.code} {e.reason} from {shown}") from None
     except urllib.error.URLError as e:
-        raise ValueError(f"cannot reach {shown}: {e.reason}") from None
+        raise ExampleError(f"cannot reach {shown}: {e.reason}") from None
     except (OSError, ValueError, http.client.HTTPException) as e:  # timeouts, resets, malformed URLs
-        raise ValueError(f"cannot fetch {shown}: {str(e) or type(e).__name__}") from None
+        raise ExampleError(f"cannot fetch {shown}: {str(e) or type(e).__name__}") from None
     if len(body) > MAX_IMAGE_BYTES:
-        raise ValueError(f"{shown}: response larger than {MAX_IMAGE_BYTES} bytes")
+        raise ExampleError(f"{shown}: response larger than {MAX_IMAGE_BYTES} bytes")
     return body, content_type
 
 
@@ -255,15 +261,15 @@ def fetch_isic_image(image_id: str, api_url: str, timeout: float = 30.0, variant
         image_url = doc["files"][variant]["url"]
         if not isinstance(image_url, str):
             raise TypeError
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError(f"{meta_url}: response is not JSON ({content_type})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ExampleError(f"{meta_url}: response is not JSON ({content_type})") from None
     except (KeyError, TypeError):
-        raise ValueError(f"{meta_url}: JSON has no files.{variant}.url") from None
+        raise ExampleError(f"{meta_url}: JSON has no files.{variant}.url") from None
     data, content_type = _get(urllib.parse.urljoin(meta_url, image_url), timeout, "image/*")
     try:
         return encode_example(data)
-    except ValueError as e:
-        raise ValueError(f"{image_url.split('?', 1)[0]}: {e} (content type {content_type})") from None
+    except ExampleError as e:
+        raise ExampleError(f"{image_url.split('?', 1)[0]}: {e} (content type {content_type})") from None
 
 
 def download(dest: Path = EXAMPLES_DIR, api_url: str | None = None, manifest: Path = MANIFEST,
@@ -285,7 +291,7 @@ def download(dest: Path = EXAMPLES_DIR, api_url: str | None = None, manifest: Pa
             continue
         try:
             _write_atomic(target, fetch_isic_image(e.image_id, api_url, timeout))
-        except (OSError, ValueError) as err:
+        except (OSError, ExampleError) as err:
             report.failed[e.image_id] = str(err)
         else:
             report.written.append(e.image_id)

@@ -15,6 +15,10 @@ MAX_PIXELS = 50_000_000  # refuse decompression bombs before decoding them
 MIN_SIDE = 32
 MAX_BYTES = 30 * 1024 * 1024
 ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "MPO"}
+# The file names of those formats: what folders and zips are searched for (the loader itself goes by content)
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".mpo"})
+# ... and of image types it does not read: listed too where each input gets a row, so they get a clear error
+IMAGE_LIKE_SUFFIXES = IMAGE_SUFFIXES | {".ico", ".heic", ".heif", ".avif", ".jp2", ".psd", ".pcx", ".svg"}
 # The first bytes of the accepted formats: a file that starts like one of them but that Pillow cannot open is
 # a damaged file of that format, not some other kind of file.
 SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF", b"GIF89a": "GIF",

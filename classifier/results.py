@@ -32,20 +32,20 @@ import time
 import uuid
 from pathlib import Path
 
+from classifier.errors import ClassifierError
+
 OUT_FORMATS = {".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 PART_ROWS = 10_000  # a Parquet part file holds at most this many rows
 PART_SECONDS = 60.0  # and is written at least this often while rows come in
 
 
-class OutputError(RuntimeError):
+class OutputError(ClassifierError):
     """The --out file cannot be written or resumed; the message says why."""
 
 
 def error_message(exc: Exception, name: str | None = None) -> str:
     """The error text of a row. ``name``: the file name that messages about raw bytes should carry (the loader
     calls bytes "upload"), so that a file read as bytes reads the same as the file read by path."""
-    from classifier.errors import ClassifierError
-
     # ImageError and ContextError messages name the file themselves
     text = str(exc) if isinstance(exc, ClassifierError) else f"{type(exc).__name__}: {exc}"
     if name is not None and text.startswith("upload: "):

@@ -13,6 +13,7 @@ import threading
 
 import numpy as np
 
+from classifier.errors import ArgumentError
 from classifier.model_folder import ModelConfig, ModelFolderError
 
 RUNTIMES = ("auto", "litert", "keras")
@@ -61,7 +62,7 @@ def open_runtime(config: ModelConfig, runtime: str = "auto"):
     """The requested runtime for a validated model folder ('auto': LiteRT when possible)."""
     runtime = os.environ.get("CLASSIFIER_RUNTIME", runtime) if runtime == "auto" else runtime
     if runtime not in RUNTIMES:
-        raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+        raise ArgumentError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     if runtime in ("auto", "litert") and config.file("tflite") is not None:
         try:
             return LiteRTRuntime(config)

@@ -26,12 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
+from classifier.errors import ArgumentError, ClassifierError
+
 RAY_MISSING = "--engine ray needs Ray, which is not installed: pip install -r requirements-scale.txt"
 URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 BATCH_SIZE = 32
 
 
-class InputError(ValueError):
+class InputError(ClassifierError):
     """The inputs cannot be listed; the message says why."""
 
 
@@ -245,7 +247,7 @@ def score_on_ray(inputs: Inputs, write, model: str | None, revision: str | None,
         for location, waiting in positions.items():
             found = {contexts[position] for position in waiting}
             if len(found) > 1:  # the actors look contexts up by location
-                raise ValueError(f"{location} is given more than once, with different contexts")
+                raise ArgumentError(f"{location} is given more than once, with different contexts")
             given[location] = found.pop()
         if len(set(given.values())) == 1:  # e.g. --age/--sex/--site: one context for all
             settings["context"] = next(iter(given.values()))

@@ -15,12 +15,23 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from classifier.errors import ArgumentError
+from classifier.model_folder import ModelFolderError
+
 # HAM10000's dx_type, in words
 CONFIRMATION = {"histo": "histopathology", "follow_up": "follow-up", "consensus": "expert consensus",
                 "confocal": "confocal microscopy"}
 MAX_K = 64  # the most similar cases one answer may carry
 ATTRIBUTION = ("Similar cases: training images of the HAM10000 dataset (Tschandl P. et al., Sci. Data 5, 180161, "
                "2018), CC BY-NC-SA 4.0, shown as small thumbnails.")
+
+
+def similar_count(k: int | None, name: str = "similar") -> int | None:
+    """How many similar cases to attach, checked once for every surface: 0 to ``MAX_K`` (None: the model's);
+    ArgumentError, naming it as ``name``, otherwise."""
+    if not 0 <= (k or 0) <= MAX_K:
+        raise ArgumentError(f"{name} must be between 0 and {MAX_K}")
+    return k
 
 
 @dataclass(frozen=True)
@@ -50,7 +61,7 @@ class SimilarIndex:
     def __init__(self, arrays: dict[str, np.ndarray], codes: tuple[str, ...], names: tuple[str, ...]):
         missing = [k for k in self.KEYS if k not in arrays]
         if missing:
-            raise ValueError(f"missing arrays {', '.join(missing)}")
+            raise ModelFolderError(f"missing arrays {', '.join(missing)}")
         self.mean = arrays["mean"].astype(np.float32)
         self.projection = arrays["projection"].astype(np.float32)
         self.vectors = arrays["vectors"].astype(np.float32)  # (n, d), unit length
@@ -65,7 +76,7 @@ class SimilarIndex:
         if not (len(self.image_id) == len(self.label) == len(self.dx_type) == n and len(self.offsets) == n + 1
                 and self.projection.shape == (len(self.mean), self.vectors.shape[1])
                 and (n == 0 or (self.label.min() >= 0 and self.label.max() < len(codes)))):
-            raise ValueError("arrays of inconsistent shapes or labels outside the model's classes")
+            raise ModelFolderError("arrays of inconsistent shapes or labels outside the model's classes")
 
     @property
     def feature_size(self) -> int:
@@ -113,8 +124,6 @@ class SimilarIndex:
 
 def load_similar_index(config) -> SimilarIndex | None:
     """A model folder's similar-cases index (``files.similar_cases``); None if the folder has none."""
-    from classifier.model_folder import ModelFolderError
-
     if config.similar_k is None:
         return None
     path = config.file("similar_cases")
@@ -122,5 +131,5 @@ def load_similar_index(config) -> SimilarIndex | None:
         with np.load(path, allow_pickle=False) as stored:
             return SimilarIndex({k: stored[k] for k in stored.files}, config.codes,
                                 tuple(label.name for label in config.labels))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, ModelFolderError) as exc:  # numpy's, or the checks above
         raise ModelFolderError(f"{path}: not a readable similar-cases index ({exc})") from exc

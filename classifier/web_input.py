@@ -4,7 +4,8 @@
   against ``max_bytes`` before it is read or decoded.
 - Where an image may come from: a web value must be Gradio's file dict, and a path in it must lie in the app's
   upload folder, so that a caller cannot make the app read the server's own files.
-- The form values as a page or an API call sends them (a float or a string where an int is meant).
+- The form values as a page or an API call sends them: the heatmap class here; top_k is checked by the API
+  itself (``classifier.api.top_k_value``, which takes a float or a string where an int is meant).
 
 No Gradio here: the handlers in app.py call these functions, and the tests call them directly.
 """
@@ -17,6 +18,7 @@ import os
 import re
 from pathlib import Path
 
+from classifier.errors import ArgumentError
 from classifier.preprocessing import ImageError
 
 PREDICTED = "predicted"  # the heatmap class meaning "whichever class the model predicts"
@@ -30,7 +32,7 @@ def parse_size(size: str | int) -> int:
     match = re.fullmatch(r"(\d+)\s*([a-zA-Z]*)", str(size).strip())
     unit = (match.group(2) or "B").upper() if match else ""
     if not match or unit not in _SIZE_UNITS:
-        raise ValueError(f"not a size: {size!r} (examples: 10mb, 500kb)")
+        raise ArgumentError(f"not a size: {size!r} (examples: 10mb, 500kb)")
     return int(match.group(1)) * _SIZE_UNITS[unit]
 
 
@@ -93,17 +95,6 @@ def image_source(value, max_bytes: int | None = None, upload_dir: str | os.PathL
         except (binascii.Error, ValueError):
             raise ImageError("the image data sent by the browser is not valid base64") from None
     return None
-
-
-def top_k_value(top_k, count: int) -> int:
-    """``top_k`` from a slider or an API call (which may send a float or a string) as an int in 1..count."""
-    try:
-        value = float(top_k)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not value.is_integer() or not 1 <= value <= count:
-        raise ValueError(f"top_k must be a whole number between 1 and {count}, not {top_k!r}")
-    return int(value)
 
 
 def heatmap_code(choice: str | None) -> str | None:

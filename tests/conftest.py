@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from classifier.data import HAM_DIR  # $HAM10000_DIR, else ../shared/data/ham10000
+
 ROOT = Path(__file__).resolve().parent.parent
-HAM_DIR = Path(os.environ.get("HAM10000_DIR", ROOT.parent / "shared" / "data" / "ham10000"))
 BUNDLED_MODEL = ROOT / "model"
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

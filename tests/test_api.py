@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from classifier.api import Classifier
+from classifier.errors import ArgumentError
 from classifier.labels import DISCLAIMER
 from classifier.preprocessing import ImageError
 from tests.conftest import lesion_like
@@ -37,9 +38,9 @@ def test_malignant_probability_is_the_sum_of_malignant_classes(classifier):
 
 
 def test_top_k_and_heatmap_class_are_validated(classifier):
-    with pytest.raises(ValueError, match="top_k"):
+    with pytest.raises(ArgumentError, match="top_k"):
         classifier.classify(lesion_like(64), top_k=0)
-    with pytest.raises(ValueError, match="unknown class"):
+    with pytest.raises(ArgumentError, match="unknown class"):
         classifier.classify(lesion_like(64), heatmap=True, heatmap_class="melanoma")
 
 

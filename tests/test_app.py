@@ -269,12 +269,13 @@ def test_command_line_defaults_and_fast_help():
     assert out.stdout.strip() == "False"  # --help and argument errors never wait for gradio
 
 
-def test_unloadable_model_exits_1_with_a_message(tmp_path, capsys):
+def test_unloadable_model_exits_2_with_a_message(tmp_path, capsys):
+    """As every command: one `error: ...` line, status 2 (classifier.errors.exit_status)."""
     import app
 
-    assert app.main(["--model", str(tmp_path / "missing")]) == 1
+    assert app.main(["--model", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
-    assert "cannot load the model" in err and "does not exist" in err and "Traceback" not in err
+    assert err.startswith("error: cannot load the model: ") and "does not exist" in err and "Traceback" not in err
 
 
 def test_readme_states_the_pages_limits_and_api_as_built():

@@ -7,6 +7,7 @@ import argparse
 import pytest
 
 from classifier.commands import bench as command
+from classifier.errors import exit_status
 from classifier.reporting import benchmark_e2e as bench_e2e
 from classifier.reporting.benchmark import generate_images
 
@@ -37,7 +38,7 @@ def test_end_to_end_figures_and_their_breakdown(tiny_model_dir, tmp_path):
 def test_bench_command_checks_its_arguments(capsys):
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)
-    assert command.run(parser.parse_args(["--part", "e2e", "--concurrency", "0"])) == 2
+    assert exit_status(command.run, parser.parse_args(["--part", "e2e", "--concurrency", "0"])) == 2
     assert "--concurrency" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parser.parse_args(["--part", "everything"])

@@ -19,6 +19,8 @@ from classifier.context import (
     encode,
     parse_context,
 )
+from classifier.errors import ArgumentError
+from classifier.model_folder import ModelFolderError
 from classifier.similar import SimilarIndex
 from classifier.tta import VIEWS
 from tests.conftest import ROOT, lesion_like
@@ -114,7 +116,7 @@ def test_vote_divides_by_the_prior_and_sums_to_one():
 def test_an_inconsistent_index_is_refused():
     index = small_index()
     arrays = {k: getattr(index, k) for k in ("mean", "projection", "vectors")}
-    with pytest.raises(ValueError, match="missing"):
+    with pytest.raises(ModelFolderError, match="missing"):
         SimilarIndex(arrays, ("a", "b"), ("Alpha", "Beta"))
 
 
@@ -173,7 +175,7 @@ def test_similar_cases_come_with_every_answer(bundled):
     assert prediction.to_dict()["similar_cases"][0] == cases[0].to_dict()
     assert bundled.classify(EXAMPLES[2], similar=0).similar_cases == []
     assert len(bundled.classify(EXAMPLES[2], similar=3).similar_cases) == 3
-    with pytest.raises(ValueError, match="similar"):
+    with pytest.raises(ArgumentError, match="similar"):
         bundled.classify(EXAMPLES[2], similar=65)
 
 
@@ -195,7 +197,7 @@ def test_classify_each_takes_one_context_per_image(bundled):
     assert isinstance(results[2], ContextError)
     single = bundled.classify(EXAMPLES[0], age=70, sex="male", site="back")
     assert results[0].to_dict()["probabilities"] == pytest.approx(single.to_dict()["probabilities"], abs=1e-5)
-    with pytest.raises(ValueError, match="contexts"):
+    with pytest.raises(ArgumentError, match="contexts"):
         bundled.classify_each(images, contexts=[None])
 
 

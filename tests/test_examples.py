@@ -48,11 +48,14 @@ def kaggle_layout(root: Path, ids: list[str]) -> Path:
 
 
 def run_command(argv: list[str]) -> int:
-    """Exit status of the examples command, parsed as the CLI would (without importing the other commands)."""
+    """Exit status of the examples command, parsed and mapped as the CLI would (without importing the other
+    commands)."""
+    from classifier.errors import exit_status
+
     parser = argparse.ArgumentParser(prog="examples")
     command.add_arguments(parser)
     try:
-        return command.run(parser.parse_args(argv)) or 0
+        return exit_status(command.run, parser.parse_args(argv))
     except SystemExit as e:
         return e.code
 
@@ -158,7 +161,7 @@ def test_encode_example_fits_the_limits_and_is_repeatable():
     assert encoded == examples.encode_example(out.getvalue())  # same input, same bytes
     with Image.open(io.BytesIO(encoded)) as im:
         assert im.format == "JPEG" and im.size == (600, 450)
-    with pytest.raises(ValueError, match="not an image"):
+    with pytest.raises(examples.ExampleError, match="not an image"):
         examples.encode_example(b"<html>not an image</html>")
 
 

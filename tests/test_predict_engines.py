@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from classifier.cli import main
+from classifier.errors import ArgumentError
 from classifier.results import printable
 from tests.bad_inputs import build_corpus
 from tests.conftest import ROOT, lesion_like
@@ -341,5 +342,5 @@ def test_score_on_ray_refuses_two_contexts_for_one_file(archive):
     from classifier.scale import local_inputs, score_on_ray
 
     path = archive / "lesion_01.jpg"
-    with pytest.raises(ValueError, match="given more than once, with different contexts"):
+    with pytest.raises(ArgumentError, match="given more than once, with different contexts"):
         score_on_ray(local_inputs([path, path]), print, None, None, contexts=[PatientContext(age=40.0), None])

@@ -10,7 +10,8 @@ import pytest
 
 from classifier import app_logic as logic
 from classifier import web_input
-from classifier.api import load_classifier
+from classifier.api import load_classifier, top_k_value
+from classifier.errors import ArgumentError
 from classifier.preprocessing import ImageError
 from tests.app_helpers import data_url, jpeg_bytes, lesion_file
 from tests.conftest import lesion_like
@@ -57,7 +58,7 @@ def test_web_values_must_be_uploaded_files(classifier, tmp_path):
 def test_sizes():
     assert web_input.parse_size("10mb") == 10 * 1024**2 and web_input.parse_size("500 KB") == 500 * 1024
     assert web_input.parse_size(123) == 123 and web_input.parse_size("7") == 7
-    with pytest.raises(ValueError):
+    with pytest.raises(ArgumentError):
         web_input.parse_size("ten megabytes")
     assert web_input.human_size(10 * 1024**2) == "10 MB" and web_input.human_size(int(12.1 * 1024**2)) == "12.1 MB"
     assert web_input.human_size(512) == "512 bytes"
@@ -85,8 +86,8 @@ def test_image_source_checks_without_decoding(tmp_path):
 
 
 def test_form_values_as_a_page_or_an_api_call_sends_them():
-    assert [web_input.top_k_value(v, 7) for v in (1, 3.0, "7")] == [1, 3, 7]
+    assert [top_k_value(v, 7) for v in (1, 3.0, "7")] == [1, 3, 7]
     for bad in (0, 8, 2.5, "two", None):
-        with pytest.raises(ValueError, match="whole number between 1 and 7"):
-            web_input.top_k_value(bad, 7)
+        with pytest.raises(ArgumentError, match="whole number between 1 and 7"):
+            top_k_value(bad, 7)
     assert [web_input.heatmap_code(v) for v in (None, "", web_input.PREDICTED, "mel")] == [None, None, None, "mel"]

@@ -3,9 +3,12 @@
 import sys
 from pathlib import Path
 
+from classifier.errors import ArgumentError, ClassifierError, MissingPackage
+from classifier.model_options import add_model_arguments
+
 
 def add_arguments(p):
-    p.add_argument("--model", help="model folder or Hub repo id (default: MODEL_ID, else model/)")
+    add_model_arguments(p, revision=False, runtime=False)  # it compares runtimes, on a folder or repo id
     p.add_argument("--images", type=Path, help="folder of JPEGs (default: the HAM10000 600x450 copy if present, "
                    "else generated 600x450 JPEGs)")
     p.add_argument("--runs", type=int, default=100, help="timed single-image runs (default: 100)")
@@ -25,11 +28,9 @@ def run(args):
     from classifier.reporting.benchmark import bench, table
 
     if args.runs < 1 or args.cold_runs < 1 or args.max_images < 1 or args.concurrency < 1:
-        print("error: --runs, --cold-runs, --max-images and --concurrency must be at least 1", file=sys.stderr)
-        return 2
+        raise ArgumentError("--runs, --cold-runs, --max-images and --concurrency must be at least 1")
     if args.images is not None and not args.images.is_dir():
-        print(f"error: --images {args.images} is not a folder", file=sys.stderr)
-        return 2
+        raise ArgumentError(f"--images {args.images} is not a folder")
 
     def log(message):
         print(message, file=sys.stderr, flush=True)
@@ -37,9 +38,10 @@ def run(args):
     if args.part in ("all", "model"):
         try:
             results = bench(args.model, args.images, args.runs, args.cold_runs, args.max_images, log=log)
-        except (ImportError, ValueError) as exc:  # ValueError: ClassifierError included
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        except ImportError as exc:  # Keras or LiteRT missing
+            raise MissingPackage(str(exc)) from exc
+        except RuntimeError as exc:  # a cold-start child that failed
+            raise ClassifierError(str(exc)) from exc
         print(table(results))
         print(json.dumps(results))
         if args.write:
@@ -51,9 +53,8 @@ def run(args):
 
         try:
             results = bench_e2e.e2e(args.model, args.images, args.runs, args.concurrency, args.max_images, log=log)
-        except (ImportError, ValueError, RuntimeError) as exc:  # ValueError: ClassifierError included
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        except ImportError as exc:  # gradio_client missing (a server that did not start: ServerError, to cli.main)
+            raise MissingPackage(str(exc)) from exc
         print(bench_e2e.table(results))
         print(json.dumps(results))
     return 0

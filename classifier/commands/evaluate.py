@@ -10,10 +10,13 @@ import json
 import sys
 from pathlib import Path
 
+from classifier.data import DataError
+from classifier.errors import ArgumentError
+from classifier.model_options import add_model_arguments, open_model
+
 
 def add_arguments(p):
-    p.add_argument("--model", help="model folder or Hub repo id (default: MODEL_ID or the bundled model/)")
-    p.add_argument("--revision", help="Hub revision (branch, tag or commit)")
+    add_model_arguments(p)
     p.add_argument("--data", type=Path, help="HAM10000 folder (metadata CSV and images)")
     p.add_argument("--split", choices=("train", "val", "test"), default="test",
                    help="which split of the model's split.json to evaluate (with --data)")
@@ -21,12 +24,11 @@ def add_arguments(p):
     p.add_argument("--labels", type=Path, help="CSV with columns image_id,dx (with --images)")
     p.add_argument("--out", type=Path, default=Path("reports/evaluation"), help="report folder")
     p.add_argument("--tta", action="store_true", help="average over the model's test-time augmentation views")
-    p.add_argument("--runtime", choices=("auto", "litert", "keras"), default="auto")
 
 
 def _labelled_images(args, classifier):
     """(image ids, paths, true labels) from --data/--split or --images/--labels."""
-    from classifier.data import DataError, find_images, lesion_split, load_split, read_metadata, resolve_images
+    from classifier.data import find_images, lesion_split, load_split, read_metadata, resolve_images
 
     codes = classifier.config.codes
     if args.data:
@@ -61,22 +63,19 @@ def _labelled_images(args, classifier):
 
 def run(args):
     if bool(args.data) == bool(args.images) or bool(args.images) != bool(args.labels):
-        print("error: give either --data DIR [--split test] or --images DIR --labels CSV", file=sys.stderr)
-        return 2
+        raise ArgumentError("give either --data DIR [--split test] or --images DIR --labels CSV")
     import numpy as np
 
-    from classifier.api import load_classifier
     from classifier.reporting.evaluation import mean_probabilities
     from classifier.reporting.measure import measure, predict_for_measure
     from classifier.reporting.report import write_report
 
+    classifier = open_model(args)
     try:
-        classifier = load_classifier(args.model, args.revision, args.runtime)
         ids, paths, labels = _labelled_images(args, classifier)
         view_logits, features = predict_for_measure(classifier, paths, tta=args.tta)
-    except OSError as exc:  # a ClassifierError (model, data, image) is printed by cli.main, also with exit 2
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except OSError as exc:  # an unreadable labels file or image folder (a ClassifierError goes to cli.main)
+        raise DataError(str(exc)) from exc
     y = np.array(labels)
     config = classifier.config
     probs = mean_probabilities(view_logits, config.temperature, config.class_bias)
@@ -92,7 +91,5 @@ def run(args):
 
 def _shown(folder: Path) -> str:
     """The model folder as a reader of the report can use it: relative to here when inside, else its name."""
-    try:
-        return str(Path(folder).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return Path(folder).name
+    folder, here = Path(folder).resolve(), Path.cwd().resolve()
+    return str(folder.relative_to(here)) if folder.is_relative_to(here) else folder.name

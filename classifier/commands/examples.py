@@ -3,6 +3,9 @@
 import sys
 from pathlib import Path
 
+from classifier.data import DataError
+from classifier.errors import ArgumentError
+
 
 def add_arguments(p):
     source = p.add_mutually_exclusive_group(required=True)
@@ -22,19 +25,16 @@ def run(args):
     dest = args.dest or examples.EXAMPLES_DIR
     manifest = args.manifest or examples.MANIFEST
     if args.source is not None and not args.source.is_dir():
-        print(f"error: --from {args.source}: not a folder", file=sys.stderr)
-        return 2
+        raise ArgumentError(f"--from {args.source}: not a folder")
     if not manifest.is_file():
-        print(f"error: {manifest}: no such manifest", file=sys.stderr)
-        return 2
+        raise ArgumentError(f"{manifest}: no such manifest")
     try:
         if args.source is not None:
             report = examples.copy_from(args.source, dest, manifest=manifest)
         else:
             report = examples.download(dest, manifest=manifest, force=args.force)
-    except OSError as e:  # a DataError (unusable manifest or folder) is printed by cli.main, also with exit 2
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except OSError as e:  # e.g. --dest not writable (a DataError, an unusable manifest, goes to cli.main)
+        raise DataError(str(e)) from e
     verb = "copied" if args.source is not None else "downloaded"
     print(f"{verb} {len(report.written)}, already present {len(report.skipped)}, failed {len(report.failed)} "
           f"-> {dest}")

@@ -18,20 +18,15 @@ def add_arguments(p):
 
 
 def run(args):
-    import sys
-
     from classifier.data import read_metadata, resolve_images
     from classifier.training.export_model import export_from_training, export_keras_folder
 
-    try:
-        records = read_metadata(args.data)
-        paths = resolve_images(records, args.data)
-        if args.work:
-            export_from_training(args.work, args.out, records, paths, average_last=args.average_last,
-                                 quantize=args.quantize)
-        else:
-            export_keras_folder(args.from_model, args.out, records, paths, quantize=args.quantize)
-    except (FileNotFoundError, ValueError) as exc:  # ValueError: ClassifierError included
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    # A ClassifierError or a missing file (no checkpoints, no split.json) is `error: ...`, status 2 (cli.main)
+    records = read_metadata(args.data)
+    paths = resolve_images(records, args.data)
+    if args.work:
+        export_from_training(args.work, args.out, records, paths, average_last=args.average_last,
+                             quantize=args.quantize)
+    else:
+        export_keras_folder(args.from_model, args.out, records, paths, quantize=args.quantize)
     print(f"model folder written to {args.out}")

@@ -20,11 +20,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from classifier.similar import MAX_K
+from classifier.errors import ArgumentError, ClassifierError, MissingPackage
+from classifier.model_options import add_model_arguments, open_model
+from classifier.preprocessing import IMAGE_LIKE_SUFFIXES
+from classifier.similar import similar_count
 
-# Folders are searched for these; unsupported image types are listed too, so they get a clear error line.
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".mpo",
-                  ".ico", ".heic", ".heif", ".avif", ".jp2", ".psd", ".pcx", ".svg"}
 BATCH_SIZE = 32
 # --context CSV columns: each field and the names it may have (HAM10000's metadata: image_id, localization)
 CONTEXT_COLUMNS = {"image": ("image", "image_id"), "age": ("age",), "sex": ("sex",),
@@ -45,13 +45,10 @@ def add_arguments(p):
     p.add_argument("--address", help="--engine ray: the Ray cluster to join (e.g. ray://head:10001 or auto; "
                    "default: $RAY_ADDRESS, else a local Ray started and stopped for this run)")
     p.add_argument("--num-cpus", type=int, help="--engine ray: CPUs of the local Ray it starts (default: all)")
-    p.add_argument("--model", help="model folder or Hub repo id (default: MODEL_ID, else model/)")
-    p.add_argument("--revision", help="Hub branch, tag or commit (default: MODEL_REVISION, else main)")
+    add_model_arguments(p)
     p.add_argument("--tta", action="store_true", help="average over the configured test-time augmentation views")
     p.add_argument("--heatmap", action="store_true", help="add the class-activation heatmap of the top class")
     p.add_argument("--heatmap-dir", type=Path, help="also save heatmap overlays here as PNG (implies --heatmap)")
-    p.add_argument("--runtime", choices=("auto", "litert", "keras"), default="auto",
-                   help="inference runtime (default: LiteRT when installed)")
     p.add_argument("--age", help="patient context for every input: age in years (0-120)")
     p.add_argument("--sex", help="patient context for every input: male or female")
     p.add_argument("--site", help="patient context for every input: body site (e.g. back, face, lower extremity)")
@@ -64,19 +61,15 @@ def add_arguments(p):
 
 
 def image_paths(paths: list[Path]) -> list[Path]:
-    """Files as given, in order; each folder in its place, expanded recursively to its image files, sorted."""
+    """Files as given, in order; each folder in its place, expanded recursively to its image files, sorted (image
+    types the loader does not read included, so that they get a clear error row)."""
     found = []
     for path in paths:
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_LIKE_SUFFIXES)
         else:
             found.append(path)
     return found
-
-
-def fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
 
 
 def run(args):
@@ -85,89 +78,66 @@ def run(args):
     from PIL import Image
 
     from classifier import scale
-    from classifier.api import load_classifier
-    from classifier.context import ContextError, PatientContext
+    from classifier.api import top_k_value
+    from classifier.context import PatientContext
     from classifier.labels import DISCLAIMER
-    from classifier.results import OutputError, open_output, out_format, printable, record_of
+    from classifier.results import open_output, out_format, printable, record_of
 
     ray_engine = args.engine == "ray"
     heatmap = args.heatmap or args.heatmap_dir is not None
+    # Every check raises a ClassifierError (ArgumentError for the options): `error: ...`, status 2 (cli.main)
     if ray_engine and (args.tta or heatmap):
-        return fail("--tta, --heatmap and --heatmap-dir work with --engine local only")
+        raise ArgumentError("--tta, --heatmap and --heatmap-dir work with --engine local only")
     if not ray_engine and (args.address or args.num_cpus is not None):
-        return fail("--address and --num-cpus are options of --engine ray")
+        raise ArgumentError("--address and --num-cpus are options of --engine ray")
     if args.num_cpus is not None and args.num_cpus < 1:
-        return fail("--num-cpus must be at least 1")
+        raise ArgumentError("--num-cpus must be at least 1")
     if args.num_cpus is not None and args.address:
-        return fail("--num-cpus sizes a local Ray; the cluster at --address has its own CPUs")
-    if args.top_k < 1:
-        return fail("--top-k must be at least 1")
-    if args.similar is not None and not 0 <= args.similar <= MAX_K:
-        return fail(f"--similar must be between 0 and {MAX_K}")
-    try:
-        given = given_context(args)
-    except ContextError as exc:
-        return fail(str(exc))
+        raise ArgumentError("--num-cpus sizes a local Ray; the cluster at --address has its own CPUs")
+    similar_count(args.similar, "--similar")
+    given = given_context(args)
     written_as = args.format or "json"  # on stdout; an --out file by its suffix
     if args.out is not None:
-        try:
-            written_as = out_format(args.out)
-        except OutputError as exc:
-            return fail(str(exc))
+        written_as = out_format(args.out)
         if args.format is not None and args.format != written_as:
-            return fail(f"--format {args.format} is for stdout; --out {args.out} is written as {written_as}")
+            raise ArgumentError(f"--format {args.format} is for stdout; --out {args.out} is written as {written_as}")
     if ray_engine and not scale.ray_available():
-        return fail(scale.RAY_MISSING)
+        raise MissingPackage(scale.RAY_MISSING)
 
     uris = [p for p in args.paths if scale.is_uri(p)]
     if uris and not ray_engine:
-        return fail(f"URIs such as {uris[0]} are read by --engine ray; the local engine reads local files")
+        raise ArgumentError(f"URIs such as {uris[0]} are read by --engine ray; the local engine reads local files")
     if uris and len(uris) < len(args.paths):
-        return fail("give either local paths or URIs, not both")
+        raise ArgumentError("give either local paths or URIs, not both")
     if not uris:
         inputs = scale.local_inputs(image_paths([Path(p) for p in args.paths]))
     else:
-        try:
-            inputs = scale.uri_inputs(uris, IMAGE_SUFFIXES)
-        except scale.InputError as exc:
-            return fail(str(exc))
+        inputs = scale.uri_inputs(uris, IMAGE_LIKE_SUFFIXES)
     if not inputs.ids:
-        return fail(f"no image files found in {', '.join(map(str, args.paths))}")
+        raise ArgumentError(f"no image files found in {', '.join(map(str, args.paths))}")
     if args.context is not None:
-        try:
-            context_of, notes = match_contexts(read_context_csv(args.context), inputs, args.context.name,
-                                               local=not uris)
-        except ContextError as exc:
-            return fail(str(exc))
+        context_of, notes = match_contexts(read_context_csv(args.context), inputs, args.context.name, local=not uris)
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
     else:
         context_of = dict.fromkeys(inputs.locations, given)
 
-    try:
-        classifier = load_classifier(args.model, args.revision, args.runtime)
-    except (ImportError, ValueError, OSError) as exc:  # ValueError: ModelSourceError, ModelFolderError
-        return fail(f"could not load the model: {exc}")
-    if classifier.source is not None and classifier.source.notice:
-        print(f"note: {classifier.source.notice}", file=sys.stderr)
-    if args.top_k > len(classifier.labels):
-        return fail(f"--top-k must be at most {len(classifier.labels)} (the number of classes)")
+    classifier = open_model(args)
+    top_k_value(args.top_k, len(classifier.labels), "--top-k")
     if classifier.context_head is None and any(isinstance(c, PatientContext) for c in context_of.values()):
-        return fail("this model has no patient-context head: predict without --age, --sex, --site and --context")
+        raise ArgumentError("this model has no patient-context head: predict without --age, --sex, --site and "
+                            "--context")
     if args.similar and classifier.similar_index is None:
         print("note: this model has no similar-cases index; the records list no similar cases", file=sys.stderr)
     if args.heatmap_dir is not None:
         try:
             args.heatmap_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            return fail(f"cannot create --heatmap-dir: {exc}")
+            raise ArgumentError(f"cannot create --heatmap-dir: {exc}") from exc
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # such images get an error line
 
-    try:
-        writer, done = open_output(args.out, args.format or "json", args.top_k, classifier.config.codes,
-                                   args.heatmap_dir is not None)
-    except OutputError as exc:
-        return fail(str(exc))
+    writer, done = open_output(args.out, args.format or "json", args.top_k, classifier.config.codes,
+                               args.heatmap_dir is not None)
     # An --out CSV or Parquet holds each path as printable text (results.printable); JSON holds it as it is.
     todo = inputs.without({i for i in inputs.ids if i in done or printable(i) in done})
     if done:
@@ -190,9 +160,7 @@ def run(args):
     except BrokenPipeError:  # e.g. piped into head
         sys.stderr.close()
         return 1
-    except RayRunError as exc:
-        return fail(str(exc))
-    finally:  # keep every row written so far, also when interrupted: the next run resumes after them
+    finally:  # keep every row written so far, also when interrupted or on a RayRunError: the next run resumes
         try:
             writer.close()
         except OSError:  # BrokenPipeError included
@@ -350,7 +318,7 @@ def unreadable_files(paths: list[str], ray_engine: bool) -> dict[str, Exception]
     return problems
 
 
-class RayRunError(RuntimeError):
+class RayRunError(ClassifierError):
     """The Ray run failed as a whole (cluster unreachable, workers unable to load the model, ...)."""
 
 

@@ -35,14 +35,11 @@ def add_arguments(p):
 
 
 def run(args):
-    import sys
-
+    from classifier.errors import ArgumentError, ClassifierError
     from classifier.training.fit import train
 
     if not 0.0 <= args.jpeg_augment <= 1.0:
-        print(f"error: --jpeg-augment is a share of each batch, between 0 and 1 (got {args.jpeg_augment:g})",
-              file=sys.stderr)
-        return 2
+        raise ArgumentError(f"--jpeg-augment is a share of each batch, between 0 and 1 (got {args.jpeg_augment:g})")
 
     try:
         out = train(args.data, args.out, backbone=args.backbone, epochs=args.epochs, resume=args.resume,
@@ -52,9 +49,8 @@ def run(args):
                     class_weight_power=args.class_weight_power, small_size=args.small_size,
                     small_epochs=args.small_epochs, init_from=args.init_from,
                     jpeg_share=args.jpeg_augment)
-    except RuntimeError as exc:  # backbone weights unavailable; a ClassifierError is printed by cli.main
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except RuntimeError as exc:  # backbone weights unavailable (a ClassifierError goes to cli.main)
+        raise ClassifierError(str(exc)) from exc
     if Path(out) == Path(args.out):
         print(f"model folder written to {out}")
     else:  # no TensorFlow here (e.g. Keras on JAX on a GPU machine): the run is trained, not exported

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from classifier.data import HAM_DIR
+
 ROOT = Path(__file__).resolve().parents[2]  # the repository
-HAM_DIR = Path(os.environ.get("HAM10000_DIR", ROOT.parent / "shared" / "data" / "ham10000"))
 DEFAULT_IMAGES = HAM_DIR / "images_600x450"
 # Issue 16's budget for serving all eight symmetries of the square: p50 <= 35 ms, >= 45 images/s on 2 cores. The
 # naive baseline runs one view, so the naive/serving ratio is reported but is no target any more.
@@ -246,7 +247,7 @@ def on_model_and_images(source: str | None, images: Path | None, max_images: int
     if folder_of_images is not None:
         paths = image_files(folder_of_images, max_images)
         if not paths:
-            raise ValueError(f"no JPEG images in {folder_of_images}")
+            raise FileNotFoundError(f"no JPEG images in {folder_of_images}")
         return run(folder, paths)
     with tempfile.TemporaryDirectory() as tmp:
         log(f"no HAM10000 images at {DEFAULT_IMAGES}: generating 600x450 JPEGs")

@@ -19,6 +19,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from classifier.errors import ClassifierError
 from classifier.reporting.benchmark import latency, percentiles
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository
@@ -52,10 +53,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class ServerError(ClassifierError):
+    """The app's server exited or did not answer in time; the message holds the end of its log."""
+
+
 def start_server(command: list[str], port: int, log: Path, timeout: float = 180,
                  profile: bool = True) -> subprocess.Popen:
     """Start a server process (with Gradio's profiler on, unless ``profile`` is False) and wait until its page
-    answers."""
+    answers; ServerError when it exits or does not answer in time."""
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "TF_CPP_MIN_LOG_LEVEL": "2",
            "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
@@ -67,14 +72,14 @@ def start_server(command: list[str], port: int, log: Path, timeout: float = 180,
     deadline = time.time() + timeout
     while time.time() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(f"server exited with {server.returncode}:\n{log.read_text()[-3000:]}")
+            raise ServerError(f"server exited with {server.returncode}:\n{log.read_text()[-3000:]}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2):
                 return server
         except OSError:
             time.sleep(0.3)
     stop_server(server)
-    raise RuntimeError(f"server did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+    raise ServerError(f"server did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
 def stop_server(server: subprocess.Popen) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 from tqdm import tqdm
 
 from classifier.explain import energy, softmax
+from classifier.model_folder import ModelFolderError
 from classifier.reporting.metrics import negative_log_likelihood
 
 
@@ -26,7 +27,7 @@ def predict_logits(classifier, paths: list[Path], tta: bool = False, batch_size:
             raise item
         _, logits, _, pooled = item
         if with_features and pooled is None:
-            raise ValueError("this model has no pooled-features output; export it again")
+            raise ModelFolderError("this model has no pooled-features output; export it again")
         out.append(logits)
         features.append(pooled if per_view or pooled is None else pooled.mean(axis=0))
         bar.update()

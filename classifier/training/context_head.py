@@ -26,7 +26,7 @@ import numpy as np
 
 from classifier.context import AGE_SIZE, ENCODED_SIZE, SEXES, encode_many
 from classifier.errors import exit_status
-from classifier.model_folder import file_entry, read_config, write_config
+from classifier.model_folder import ModelFolderError, file_entry, read_config, write_config
 
 HEAD_NAME = "context_head.npz"
 HEAD_TEXT = ("Dense(K) on [each served view's pooled features (dropout 0.3), encoded context], the mean of five "
@@ -231,7 +231,7 @@ def record(folder: Path, rows: list[dict], split: str, command: str) -> None:
     """Store the image-only and the served context head's figures (full context, withheld) in config.json."""
     config = read_config(folder)
     if config.context is None:
-        raise ValueError(f"{folder} has no context head to record figures for")
+        raise ModelFolderError(f"{folder} has no context head to record figures for")
     keys = ("accuracy", "balanced_accuracy", "melanoma_recall", "melanoma_auc", "macro_auc", "malignant_auc",
             "set_coverage", "set_size")
     chosen = {"image_only": rows[0]}

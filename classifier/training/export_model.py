@@ -302,7 +302,7 @@ def export_keras_folder(source: Path, out: Path, records: list[Record], paths: d
         Path(out).mkdir(parents=True, exist_ok=True)
         shutil.copy(split, Path(out) / "split.json")
     if quantize and split is None:
-        raise ValueError(f"{source}: no split.json, so no training images to quantize with; export with --float")
+        raise FileNotFoundError(f"{source}: no split.json, so no training images to quantize with; export with --float")
     images = calibration_images(records, paths, load_split(split), raw["input"]["size"]) if quantize else None
     write_model_files(model, Path(out), raw, Path(out) / "split.json" if split is not None else None, images)
     keras.backend.clear_session()

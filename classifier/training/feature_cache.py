@@ -24,6 +24,7 @@ import numpy as np
 from classifier.data import SPLITS, load_split, read_metadata, resolve_images
 from classifier.errors import exit_status
 from classifier.labels import CODES
+from classifier.model_folder import ModelFolderError
 from classifier.tta import VIEWS
 
 META = ("age", "sex", "localization", "dx_type")
@@ -39,7 +40,7 @@ def view_outputs(classifier, images, views: tuple[str, ...] = tuple(VIEWS), batc
         if isinstance(item, Exception):
             raise item
         if item[3] is None:
-            raise ValueError("this model has no pooled-features output; export it again")
+            raise ModelFolderError("this model has no pooled-features output; export it again")
         logits.append(item[1])
         features.append(item[3])
         if progress is not None and (len(logits) % max(batch_size // len(views), 1) == 0 or len(logits) == len(images)):

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from classifier.data import DataError, lesion_split, load_split, read_metadata, resolve_images, save_split
+from classifier.errors import ArgumentError
 from classifier.labels import CODES
 from classifier.preprocessing import load_and_prepare
 from classifier.reporting.metrics import classification_metrics
@@ -194,7 +195,7 @@ def train(
     (weights files of the same backbone, averaged), whose epochs ``export --average-last`` then averages.
     """
     if schedule not in ("plateau", "cosine", "constant"):
-        raise ValueError(f"unknown schedule {schedule!r}; choose plateau, cosine or constant")
+        raise ArgumentError(f"unknown schedule {schedule!r}; choose plateau, cosine or constant")
     import keras
 
     from classifier.training.network import build_classifier

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from classifier.data import Record, read_metadata, resolve_images
+from classifier.data import DataError, Record, read_metadata, resolve_images
 from classifier.errors import exit_status
 from classifier.model_folder import file_entry, read_config, write_config
 from classifier.preprocessing import load_and_prepare
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     from classifier.model_folder import sha256_of
 
     if graph and graph != sha256_of(config.file("tflite")):
-        raise ValueError(f"{args.features} was computed with another graph than {args.model}'s model.tflite")
+        raise DataError(f"{args.features} was computed with another graph than {args.model}'s model.tflite")
     records = read_metadata(args.data)
     train = load_cache_split(args.features, "train")
     if args.write:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from classifier.data import DataError
+
 _STORAGE_DTYPES = {
     "FloatStorage": np.float32,
     "DoubleStorage": np.float64,
@@ -63,7 +65,7 @@ def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
             dtype = np.dtype(_STORAGE_DTYPES[storage_types[key]])
             raw = f.read(count * dtype.itemsize)
             if len(raw) != count * dtype.itemsize:
-                raise ValueError(f"{path}: truncated weights file")
+                raise DataError(f"{path}: truncated weights file")
             storages[key] = np.frombuffer(raw, dtype=dtype)
     arrays = {}
     for name, ref in state.items():
