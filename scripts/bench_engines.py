@@ -24,7 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-DEFAULT_IMAGES = Path(os.environ.get("HAM10000_DIR", ROOT.parent / "shared" / "data" / "ham10000")) / "images_600x450"
+from classifier.data import HAM_DIR  # noqa: E402
+from classifier.errors import ArgumentError, exit_status  # noqa: E402
+from classifier.model_options import add_model_arguments  # noqa: E402
+
+DEFAULT_IMAGES = HAM_DIR / "images_600x450"
 ARCHIVE = 1_000_000
 NODES = (1, 4, 16, 64)
 
@@ -168,7 +172,7 @@ def table(results: dict, node_cores: int = 16) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help="folder of images (default: %(default)s)")
-    parser.add_argument("--model", help="model folder or Hub repo id (default: MODEL_ID, else model/)")
+    add_model_arguments(parser, revision=False, runtime=False)
     parser.add_argument("--repeats", type=int, default=3, help="runs of each engine (default: 3)")
     parser.add_argument("--cpus", default=str(os.cpu_count() or 1),
                         help="comma-separated CPU counts of the local Ray (default: all, %(default)s)")
@@ -183,12 +187,9 @@ def main(argv=None) -> int:
     except ValueError:
         cpu_counts = copies = []
     if not cpu_counts or not copies or min(cpu_counts + copies) < 1 or args.repeats < 1:
-        print("error: --cpus and --copies take counts of at least 1 (e.g. 1,2); --repeats at least 1",
-              file=sys.stderr)
-        return 2
+        raise ArgumentError("--cpus and --copies take counts of at least 1 (e.g. 1,2); --repeats at least 1")
     if not args.images.is_dir():
-        print(f"error: --images {args.images} is not a folder", file=sys.stderr)
-        return 2
+        raise ArgumentError(f"--images {args.images} is not a folder")
     results = bench(args.images, args.model, args.repeats, cpu_counts, copies,
                     log=lambda m: print(m, file=sys.stderr, flush=True))
     print(table(results, args.node_cores))
@@ -199,4 +200,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main))

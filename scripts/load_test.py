@@ -34,10 +34,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+from classifier.data import HAM_DIR  # noqa: E402
+from classifier.errors import exit_status  # noqa: E402
 from classifier.reporting.benchmark_e2e import free_port, profiling, start_server, stop_server  # noqa: E402
 from scripts.soak import rss_mb  # noqa: E402
 
-HAM_IMAGES = Path(os.environ.get("HAM10000_DIR", ROOT.parent / "shared" / "data" / "ham10000")) / "images_600x450"
+HAM_IMAGES = HAM_DIR / "images_600x450"
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 
 
@@ -318,12 +320,8 @@ def main(argv=None) -> int:
         else:
             port = args.port or free_port()
             print(f"starting app.py on 127.0.0.1:{port} ...", file=sys.stderr, flush=True)
-            try:
-                server = start_app(args.model, port, args.startup_timeout, Path(tmp) / "app.log", args.concurrency,
-                                   args.profile)
-            except RuntimeError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                return 2
+            server = start_app(args.model, port, args.startup_timeout, Path(tmp) / "app.log", args.concurrency,
+                               args.profile)  # ServerError: `error: ...`, status 2
             url, pid = f"http://127.0.0.1:{port}/", server.pid
         try:
             print(f"{args.clients} clients for {args.seconds:g} s, {len(images)} images ...", file=sys.stderr,
@@ -342,4 +340,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main))

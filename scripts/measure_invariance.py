@@ -23,8 +23,8 @@ from PIL import Image
 from classifier.api import Classifier
 from classifier.data import load_split, read_metadata
 from classifier.errors import exit_status
+from classifier.model_options import add_model_arguments, open_model
 from classifier.reporting.robustness import delivery_shifts, shift, summary, symmetry_shifts
-from classifier.source import resolve_model_source
 
 
 def split_pictures(data: Path, split: dict[str, str], folder: str, count: int | None, part: str = "test") -> list[Path]:
@@ -63,22 +63,20 @@ def measure(classifier: Classifier, groups: dict[str, list[Path]], tta: bool) ->
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default=None, help="model folder or Hub repo id (default: the bundled model/)")
+    add_model_arguments(p)
     p.add_argument("--data", type=Path, required=True, help="HAM10000 folder")
     p.add_argument("--images", type=int, default=60, help="test-split pictures per small-image folder")
-    p.add_argument("--runtime", default="auto", choices=("auto", "litert", "keras"))
     p.add_argument("--tta", action="store_true", help="classify with the test-time augmentation views")
     p.add_argument("--split", default="test", choices=("val", "test"), help="which split's pictures (default test)")
     p.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = p.parse_args(argv)
     read_metadata(args.data)  # a clear error for a folder that is not the data set, before the model loads
-    source = resolve_model_source(args.model)
-    classifier = Classifier(source.path, runtime=args.runtime)
+    classifier = open_model(args)
     split = load_split(classifier.config.file("split"))
     groups = {"200x150 full frames": split_pictures(args.data, split, "images_200x150", args.images, args.split),
               "224x224 centre crops": split_pictures(args.data, split, "images_center224", args.images, args.split),
               "600x450 JPEGs": split_pictures(args.data, split, "images_600x450", None, args.split)}
-    results = {"model": str(source.path), "runtime": classifier.runtime.name,
+    results = {"model": str(classifier.source.path), "runtime": classifier.runtime.name,
                "views": list(classifier.views(args.tta)), "split": args.split,
                "groups": measure(classifier, groups, args.tta)}
     for group, kinds in results["groups"].items():

@@ -21,6 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+from classifier.errors import MissingPackage, exit_status  # noqa: E402
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -160,12 +162,11 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "docs", help="folder for the PNGs (default: docs/)")
     args = p.parse_args(argv)
     if not CHROMIUM.is_file():
-        print(f"error: {CHROMIUM} not found (Debian: apt-get install chromium)", file=sys.stderr)
-        return 2
+        raise MissingPackage(f"{CHROMIUM} not found (Debian: apt-get install chromium)")
     for path in take(args.out, args.model):
         print(path)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main))

@@ -23,6 +23,7 @@ import threading
 import time
 from pathlib import Path
 
+from classifier.errors import ArgumentError, exit_status
 from classifier.reporting.benchmark_e2e import free_port, start_server, stop_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,16 +167,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     images = sorted(p for p in args.images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
     if not images:
-        print(f"error: no JPEGs in {args.images}", file=sys.stderr)
-        return 2
+        raise ArgumentError(f"no JPEGs in {args.images}")
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         port = free_port()
         print(f"starting app.py on 127.0.0.1:{port} ...", file=sys.stderr, flush=True)
-        try:
-            server = start_app(port, args, Path(tmp) / "app.log")
-        except RuntimeError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        server = start_app(port, args, Path(tmp) / "app.log")  # ServerError: `error: ...`, status 2
         try:
             print(f"{args.visitors} visitors for {args.minutes:g} min on {args.api_name}, {len(images)} images; "
                   f"load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
@@ -203,4 +199,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main))
