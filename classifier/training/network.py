@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import keras
 
-from classifier.training.backbones import FEATURE_LAYER, b1_features, lite1_features, load_lite1_imagenet_weights
+from classifier.training.backbones import (
+    FEATURE_LAYER,
+    b1_features,
+    lite1_features,
+    load_lite1_imagenet_weights,
+    tiny_features,
+)
 
 HEAD_LAYER = "predictions"
 
 
 def build_classifier(backbone: str, size: int | None, num_classes: int, imagenet: bool = True, dropout: float = 0.3):
-    """The reference architecture on ``backbone`` ('lite1' or 'b1'), taking (size, size, 3) pixels 0..255."""
+    """The reference architecture on ``backbone`` ('lite1' or 'b1'; 'tiny' for test fixtures), taking (size, size, 3)
+    pixels 0..255."""
     inputs = keras.Input((size, size, 3), name="image")  # size None: any square side
     if backbone == "lite1":
         features = lite1_features(inputs)
     elif backbone == "b1":
         features = b1_features(inputs, imagenet)
+    elif backbone == "tiny":
+        features = tiny_features(inputs)
     else:
         raise ValueError(f"unknown backbone {backbone!r}; choose lite1 or b1")
     x = keras.layers.GlobalAveragePooling2D(name="pool")(features)
