@@ -61,12 +61,13 @@ def ood_flags(config: ModelConfig, logits: np.ndarray, features: np.ndarray | No
     """
     logits = np.asarray(logits)
     scores = energy(logits).mean(axis=1) if logits.ndim == 3 else energy(np.atleast_2d(logits))
-    by_energy = scores > config.ood_threshold if config.ood_threshold is not None else np.zeros(len(scores), bool)
+    threshold = config.ood.energy_threshold
+    by_energy = scores > threshold if threshold is not None else np.zeros(len(scores), bool)
     distance = np.full(len(scores), np.nan)
     by_features = np.zeros(len(scores), bool)
-    if feature_statistics is not None and features is not None and config.feature_ood_threshold is not None:
+    if feature_statistics is not None and features is not None and config.ood.feature_threshold is not None:
         distance = mahalanobis_distance(features, feature_statistics).astype(np.float64)
-        by_features = distance > config.feature_ood_threshold
+        by_features = distance > config.ood.feature_threshold
     return {"energy": scores, "by_energy": by_energy, "distance": distance, "by_features": by_features,
             "warned": by_energy | by_features}
 
@@ -80,7 +81,7 @@ def load_feature_statistics(config: ModelConfig) -> dict[str, np.ndarray] | None
     """The training-feature statistics of the feature score (``ood_features.npz``); None if the model has none."""
     from classifier.model_folder import ModelFolderError
 
-    if config.feature_ood_threshold is None:
+    if config.ood.feature_threshold is None:
         return None
     path = config.file("ood_features")
     try:
@@ -199,7 +200,7 @@ class Classifier:
         self.config: ModelConfig = read_config(folder)
         self.runtime = open_runtime(self.config, runtime)
         self.source = source
-        self.size = self.config.input_size
+        self.size = self.config.input.size
         self.labels = self.config.labels
         from classifier.model_folder import ModelFolderError
 
@@ -236,7 +237,7 @@ class Classifier:
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """Calibrated probabilities: softmax((logits + class bias) / temperature), both fitted on validation."""
-        return softmax(logits, self.config.temperature, self.config.class_bias)
+        return softmax(logits, self.config.calibration.temperature, self.config.calibration.class_bias)
 
     def classify(self, image, top_k: int = 3, tta: bool = False, heatmap: bool = False,
                  heatmap_class: str | None = None, age=None, sex=None, site=None,
@@ -269,7 +270,7 @@ class Classifier:
 
     def views(self, tta: bool = False) -> tuple[str, ...]:
         """The views a prediction averages: the served ones, or with ``tta`` the test-time augmentation ones."""
-        return self.config.tta_views if tta else self.config.served_views
+        return self.config.tta.views if tta else self.config.serving.views
 
     def classify_batch(self, images: list, top_k: int = 3, batch_size: int = 32) -> list[Prediction]:
         """Classify many images in batches (no TTA, no heatmaps); the first bad image raises its ImageError."""
@@ -306,7 +307,7 @@ class Classifier:
         ``batch_size``. Yields per image, in order, its exception or (prepared, logits (V, K), first view's
         activation maps (h, w, K), the views' pooled features (V, D) or None)."""
         images = list(images)
-        views = views or self.config.served_views
+        views = views or self.config.serving.views
         per_batch = max(batch_size // len(views), 1)
 
         def prepare_or_error(image):
@@ -337,7 +338,7 @@ class Classifier:
             raise ArgumentError(f"unknown class {heatmap_class!r}; choose one of {', '.join(codes)}")
         features = None if view_features is None else view_features.mean(axis=0)  # the views' mean
         probs = self.probabilities(logits).mean(axis=0)
-        image_only, conformal_threshold = None, self.config.conformal_threshold
+        image_only, conformal_threshold = None, self.config.conformal.threshold
         if context is not None:
             image_only = {code: round(float(probs[i]), 6) for i, code in enumerate(codes)}
             probs = self.context_head.probabilities(view_features, context)
@@ -349,22 +350,23 @@ class Classifier:
                           self.feature_statistics)
         score = float(flags["energy"][0])
         reasons = image_check_reasons(prepared)
-        threshold = self.config.ood_threshold
+        threshold = self.config.ood.energy_threshold
         if flags["by_energy"][0]:
             reasons.append(f"the model's energy score {score:.2f} is above the threshold {threshold:.2f} "
-                           f"that {_share(self.config.energy_quantile)} validation images stay under")
-        distance, feature_threshold = None, self.config.feature_ood_threshold
+                           f"that {_share(self.config.ood.energy_quantile)} validation images stay under")
+        distance, feature_threshold = None, self.config.ood.feature_threshold
         if not np.isnan(flags["distance"][0]):
             distance = round(float(flags["distance"][0]), 4)
             if flags["by_features"][0]:
                 reasons.append(f"its features are far from every class of the training images (distance "
                                f"{distance:.2f}, above the threshold {feature_threshold:.2f} that "
-                               f"{_share(self.config.feature_quantile)} validation images "
+                               f"{_share(self.config.ood.feature_quantile)} validation images "
                                "stay under)")
         conformal_set = None
         if conformal_threshold is not None:
             conformal_set = [codes[i] for i in prediction_sets(probs[None], conformal_threshold)[0]]
-        k = self.config.similar_k if similar is None else similar_count(similar)
+        k = self.config.similar_cases.k if self.config.similar_cases else None  # the model's
+        k = k if similar is None else similar_count(similar)
         cases = []
         if k and self.similar_index is not None and features is not None:
             cases = self.similar_index.nearest(features, k)
@@ -381,7 +383,7 @@ class Classifier:
             heatmap=cam_heatmap(cam, chosen, self.size) if heatmap else None,
             heatmap_class=codes[chosen] if heatmap else None,
             prediction_set=conformal_set,
-            set_coverage=self.config.conformal_coverage,
+            set_coverage=self.config.conformal.coverage,
             feature_distance=distance,
             feature_threshold=feature_threshold if distance is not None else None,
             quality=assess(prepared, features, self.size_probe),

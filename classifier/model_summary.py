@@ -1,19 +1,153 @@
-"""The model, for a person: its name, version, training data and honest headline figures, its classes, the
-model card, and the technical details, as the page shows them (Markdown; no Gradio).
+"""The model in words, from its typed config: one source for the page's prose about the model and for the model
+card (``classifier.reporting.card``).
 
-Everything here is read from the loaded model's ``config.json`` and its folder's README.md, never from the fixed
-``classifier.labels.CLASSES``.
+The first part takes a :class:`~classifier.model_folder.ModelConfig`: the model's name, version and training data,
+its headline figures, how a prediction is served, the training recipe and the command that reproduces it. The
+second is what the page shows a visitor (Markdown; no Gradio): the summary, the classes, the technical details, the
+card and where to read it, from the loaded classifier. Every name, class, malignancy flag and figure comes from the
+model's config, never from the fixed ``classifier.labels.CLASSES`` (whose descriptions of HAM10000's seven classes
+are added where a code is one of them).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from html import escape
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from classifier.api import Classifier
 from classifier.labels import BY_CODE
 from classifier.web_input import inside
+
+if TYPE_CHECKING:
+    from classifier.api import Classifier
+    from classifier.config_sections import LabelSet
+    from classifier.model_folder import ModelConfig
+
+NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+                "twelve")
+
+
+def in_words(count: int) -> str:
+    """A small count as a word ("seven"), a larger one in digits."""
+    return NUMBER_WORDS[count] if 0 <= count < len(NUMBER_WORDS) else str(count)
+
+
+def malignant_score(labels: LabelSet) -> str:
+    """What P(malignant) sums, e.g. "P(akiec)+P(bcc)+P(mel)"."""
+    return "+".join(f"P({code})" for code in labels.malignant_codes)
+
+
+def model_version(config: ModelConfig, source=None) -> str:
+    """A recorded ``version``, else the Hub commit, else the start of the served file's SHA-256."""
+    if config.version:
+        return str(config.version)
+    if source is not None and source.commit:
+        return source.commit[:10]
+    entry = config.files.get("tflite") or config.files.get("keras")
+    return entry.sha256[:10] if entry is not None and entry.sha256 else "unknown"
+
+
+def model_name(config: ModelConfig) -> str:
+    backbone = config.architecture.backbone
+    return str(config.name or ("Skin-lesion classifier" + (f" ({backbone})" if backbone else "")))
+
+
+def trained_on(config: ModelConfig) -> str:
+    """The training data in words, from the config's ``training`` record."""
+    data = str(config.training.get("dataset") or config.training.get("data") or "")
+    if "ham10000" in data.lower():
+        return ("HAM10000: 10,015 dermatoscopic photographs of pigmented skin lesions, mostly of fair skin, from "
+                "two clinics (Vienna and Queensland)")
+    return data or "an unrecorded data set"
+
+
+def headline_figures(config: ModelConfig) -> dict | None:
+    """Balanced accuracy, melanoma recall and the number of test images, read from the config's ``metrics.test``
+    (None if the model records none)."""
+    test = config.metrics.test
+    if "balanced_accuracy" not in test:
+        return None
+    recall = test.get("melanoma_recall", test.get("per_class", {}).get("mel", {}).get("recall"))
+    return {"balanced_accuracy": test["balanced_accuracy"], "melanoma_recall": recall, "images": test.get("n")}
+
+
+def serving_text(config: ModelConfig) -> str:
+    """How a prediction is made: the graph served, its quantization and the views averaged."""
+    serving, views = config.serving, config.serving.views
+    text = f"Served by {serving.runtime or 'LiteRT (model.tflite), float32'}; "
+    text += (f"every prediction is the mean of the calibrated probabilities over {len(views)} views of the image "
+             f"({', '.join(views)})." if len(views) > 1 else "every prediction is of the image as it is (one view).")
+    quantization = serving.quantization
+    if quantization:
+        text += (f" Quantization: {quantization.scheme}, activation ranges from {quantization.calibration_images}"
+                 f" images of the {quantization.calibration_from}")
+        agreement = quantization.val_top1_agreement_with_float
+        text += (f"; on the validation split its top class is the float Keras model's (`model.keras`) for "
+                 f"{agreement:.1%} of the images (one view each)." if agreement is not None else ".")
+    return text
+
+
+AUGMENTATIONS = {
+    "reference": "flips, any rotation, ±20% shifts, shear, zoom in 30%/out 20% (nearest fill), brightness and "
+                 "contrast jitter",
+    "gentle": "the eight symmetries of the square, zoom in 15%/out 10% and ±6% shifts (reflect fill), brightness, "
+              "contrast and saturation jitter, and on a quarter of the batches the softness of a 150-px source",
+}
+
+
+def training_recipe(training: Mapping) -> str:
+    """The training settings recorded in config.json, in words."""
+    optimizer = "AdamW" if training.get("optimizer") == "adamw" else "Adam"
+    if training.get("schedule") == "constant":
+        text = f"{optimizer} at a constant lr {training.get('learning_rate')} for {training.get('epochs')} epochs"
+    elif training.get("schedule") == "cosine":
+        text = (f"{optimizer}, one warm-up epoch to lr {training.get('learning_rate')}, then cosine decay to 0 over "
+                f"{training.get('epochs')} epochs")
+    else:
+        text = (f"{optimizer} from lr {training.get('learning_rate')}, ReduceLROnPlateau on validation loss "
+                f"(x0.3 after {training.get('lr_patience')} epoch(s) without improvement), early stopping after "
+                f"{training.get('stop_patience')} epochs without a better validation (accuracy + balanced "
+                "accuracy) / 2")
+    weights = training.get("weights") or (f"the epoch with the best validation (accuracy + balanced accuracy) / 2 "
+                                          f"({training.get('best_epoch')})")
+    text += f"; kept: {weights}, of {training.get('epochs_run')} epochs run"
+    if training.get("init_from"):
+        text += f"; started from the mean of the weights {', '.join(training['init_from'])} (an earlier run's epochs)"
+    if training.get("small_size"):
+        text += (f"; progressive resizing: the first {training.get('small_epochs')} epochs at "
+                 f"{training.get('small_size')} px, then {training.get('size')} px")
+    smoothing = training.get("label_smoothing") or 0
+    text += (f"; batch {training.get('batch_size')}; categorical cross-entropy"
+             + (f" with label smoothing {smoothing}" if smoothing else "")
+             + f" and softened class weights (n_max/n_c)^{training.get('class_weight_power', 0.5)}; augmentation: "
+             + AUGMENTATIONS[training.get("augment", "reference")] + ".")
+    return text
+
+
+def train_command(training: Mapping) -> str:
+    """The `train` command line that reproduces the recorded settings."""
+    parts = ["python -m classifier train --data DATA --out model", f"--size {training.get('size')}",
+             f"--epochs {training.get('epochs')}", f"--lr {training.get('learning_rate')}",
+             f"--schedule {training.get('schedule', 'plateau')}"]
+    if training.get("small_size"):
+        parts.append(f"--small-size {training['small_size']} --small-epochs {training.get('small_epochs')}")
+    if training.get("init_from"):
+        parts.append("--init-from " + " ".join(training["init_from"]))
+    for key, flag, default in (("augment", "--augment", "reference"), ("optimizer", "--optimizer", "adam"),
+                               ("label_smoothing", "--label-smoothing", 0.0),
+                               ("class_weight_power", "--class-weight-power", 0.5)):
+        if training.get(key, default) != default:
+            parts.append(f"{flag} {training[key]}")
+    if str(training.get("weights", "")).startswith("mean of epochs"):
+        first, last = training["weights"].removeprefix("mean of epochs ").split("-")
+        parts.append(f"--work RUN` then `python -m classifier export --work RUN --data DATA --out model "
+                     f"--average-last {int(last) - int(first) + 1}")
+    return " ".join(parts)
+
+
+# --- the page ---------------------------------------------------------------------------------------------
 
 
 def classes_markdown(classifier: Classifier) -> str:
@@ -52,50 +186,13 @@ def model_card_url(classifier: Classifier, environ=os.environ) -> str:
     return "#model-card"
 
 
-def model_version(classifier: Classifier) -> str:
-    """A recorded ``version``, else the Hub commit, else the start of the served file's SHA-256."""
-    raw, source = classifier.config.raw, classifier.source
-    if raw.get("version"):
-        return str(raw["version"])
-    if source is not None and source.commit:
-        return source.commit[:10]
-    files = raw.get("files", {})
-    digest = (files.get("tflite") or files.get("keras") or {}).get("sha256")
-    return digest[:10] if digest else "unknown"
-
-
-def model_name(classifier: Classifier) -> str:
-    raw = classifier.config.raw
-    backbone = raw.get("architecture", {}).get("backbone")
-    return str(raw.get("name") or ("Skin-lesion classifier" + (f" ({backbone})" if backbone else "")))
-
-
-def trained_on(classifier: Classifier) -> str:
-    """The training data in words, from the config's ``training`` record."""
-    training = classifier.config.raw.get("training", {})
-    data = str(training.get("dataset") or training.get("data") or "")
-    if "ham10000" in data.lower():
-        return ("HAM10000: 10,015 dermatoscopic photographs of pigmented skin lesions, mostly of fair skin, from "
-                "two clinics (Vienna and Queensland)")
-    return data or "an unrecorded data set"
-
-
-def headline_figures(classifier: Classifier) -> dict | None:
-    """Balanced accuracy, melanoma recall and the number of test images, read from the config's ``metrics.test``
-    (None if the model records none)."""
-    test = classifier.config.raw.get("metrics", {}).get("test", {})
-    if "balanced_accuracy" not in test:
-        return None
-    recall = test.get("melanoma_recall", test.get("per_class", {}).get("mel", {}).get("recall"))
-    return {"balanced_accuracy": test["balanced_accuracy"], "melanoma_recall": recall, "images": test.get("n")}
-
-
 def model_markdown(classifier: Classifier, environ=os.environ) -> str:
     """Name, version, training data, honest headline figures and the model card link, for a visitor."""
-    figures = headline_figures(classifier)
-    classes = len(classifier.config.labels)
-    lines = [f"**{escape(model_name(classifier))}**, version `{model_version(classifier)}`. "
-             f"Trained on {trained_on(classifier)}."]
+    config = classifier.config
+    figures = headline_figures(config)
+    classes = len(config.labels)
+    lines = [f"**{escape(model_name(config))}**, version `{model_version(config, classifier.source)}`. "
+             f"Trained on {trained_on(config)}."]
     if figures:
         held_out = f"{figures['images']:,} held-out test images" if figures["images"] else "held-out test images"
         text = (f"On {held_out} of lesions it never saw in training: **balanced accuracy "
@@ -120,7 +217,7 @@ def model_markdown(classifier: Classifier, environ=os.environ) -> str:
 
 def tta_info(classifier: Classifier) -> str:
     """What the test-time augmentation box changes, in the model's own view counts."""
-    served, tta = classifier.config.served_views, classifier.config.tta_views
+    served, tta = classifier.config.serving.views, classifier.config.tta.views
     if set(tta) <= set(served):
         return (f"every prediction already averages all {len(served)} turns and mirror images, so that the "
                 "answer does not depend on how the photo was held; this box changes nothing")
@@ -133,19 +230,17 @@ def technical_markdown(classifier: Classifier) -> str:
     config, source = classifier.config, classifier.source
     where = (f"Hub repo `{source.repo_id}`" + (f" @ `{source.commit}`" if source.commit else "")
              if source is not None and source.repo_id else f"folder `{config.folder.name}/`")
-    arch = config.raw.get("architecture", {})
+    arch, size, threshold = config.architecture, config.input.size, config.ood.energy_threshold
     rows = [
         ("Source", where),
-        ("Network", f"{arch.get('backbone', '?')} + {arch.get('head', '?')}"),
-        ("Runtime", f"{classifier.runtime.name}"
-                    + (", int8" if "quantization" in config.raw.get("serving", {}) else "")
+        ("Network", f"{arch.backbone or '?'} + {arch.head or '?'}"),
+        ("Runtime", f"{classifier.runtime.name}" + (", int8" if config.serving.quantization else "")
                     + " (TensorFlow is never imported to serve)"),
-        ("Input", f"{config.input_size}x{config.input_size} RGB: the largest centred square of the image"),
-        ("Views per prediction", f"{len(config.served_views)}: {', '.join(config.served_views)}"),
-        ("Test-time augmentation", f"{len(config.tta_views)} views: {', '.join(config.tta_views)}"),
-        ("Calibration", f"temperature {config.temperature:g} and a per-class prior correction"),
-        ("Out-of-distribution threshold", "none" if config.ood_threshold is None else
-         f"energy score above {config.ood_threshold:g}"),
+        ("Input", f"{size}x{size} RGB: the largest centred square of the image"),
+        ("Views per prediction", f"{len(config.serving.views)}: {', '.join(config.serving.views)}"),
+        ("Test-time augmentation", f"{len(config.tta.views)} views: {', '.join(config.tta.views)}"),
+        ("Calibration", f"temperature {config.calibration.temperature:g} and a per-class prior correction"),
+        ("Out-of-distribution threshold", "none" if threshold is None else f"energy score above {threshold:g}"),
         ("Classes", ", ".join(config.codes)),
     ]
     return "| Detail | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)

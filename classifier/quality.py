@@ -192,7 +192,7 @@ def load_size_probe(config) -> SizeProbe | None:
     """A model folder's size probe; None if it has none."""
     from classifier.model_folder import ModelFolderError
 
-    if config.quality_probe_threshold is None:
+    if config.quality.lesion_small_probe is None:
         return None
     path = config.file("quality_probe")
     try:
@@ -200,7 +200,7 @@ def load_size_probe(config) -> SizeProbe | None:
             weights, bias = stored["weights"].astype(np.float32), float(stored["bias"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelFolderError(f"{path}: not a readable quality probe ({exc})") from exc
-    return SizeProbe(weights, bias, config.quality_probe_threshold)
+    return SizeProbe(weights, bias, config.quality.lesion_small_probe.threshold)
 
 
 def assess(image, features: np.ndarray | None = None, probe: SizeProbe | None = None) -> list[QualityFinding]:

@@ -124,7 +124,7 @@ class SimilarIndex:
 
 def load_similar_index(config) -> SimilarIndex | None:
     """A model folder's similar-cases index (``files.similar_cases``); None if the folder has none."""
-    if config.similar_k is None:
+    if config.similar_cases is None:
         return None
     path = config.file("similar_cases")
     try:

@@ -80,7 +80,7 @@ def main(argv=None) -> int:
         y = np.array([label_of[i] for i in ids[args.split]])
         logits = predict_logits(classifier, [paths[i] for i in ids[args.split]], views=all_views)
         per_model.append((ids[args.split], y, logits))
-        name = f"{folder} ({classifier.config.raw.get('serving', {}).get('runtime', 'float32')})"
+        name = f"{folder} ({classifier.config.serving.runtime or 'float32'})"
         for count, views in {**VIEW_SETS, 8: all_views}.items():
             row(name, count, logits[:, [all_views.index(v) for v in views]], y, counts)
     if args.ensemble:

@@ -52,7 +52,7 @@ def main() -> int:
     config = read_config(ROOT / "model")
     classifier = Classifier(ROOT / "model", runtime="litert")
     GOLDEN.parent.mkdir(exist_ok=True)
-    GOLDEN.write_text(json.dumps({"model_tflite_sha256": config.raw["files"]["tflite"]["sha256"],
+    GOLDEN.write_text(json.dumps({"model_tflite_sha256": config.files["tflite"].sha256,
                                   "outputs": outputs(classifier, golden_inputs())}, indent=1) + "\n")
     print(f"wrote {GOLDEN.relative_to(ROOT)}")
     return 0

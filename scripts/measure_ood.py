@@ -99,13 +99,14 @@ def main(argv=None) -> int:
     result["measured_with"] = "python scripts/measure_ood.py --model model --data DATA"
     print(json.dumps(result))
     if args.write:
+        from dataclasses import replace
+
         from classifier.model_folder import write_config
         from classifier.reporting.card import write_model_card
 
-        raw = classifier.config.raw
-        raw.setdefault("metrics", {})["ood"] = result
-        write_config(classifier.config.folder, raw)
-        write_model_card(classifier.config.folder)
+        config = classifier.config.with_sections(metrics=replace(classifier.config.metrics, ood=result))
+        write_config(config)
+        write_model_card(config)
     return 0
 
 

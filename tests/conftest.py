@@ -65,8 +65,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_model")
     settings = {"backbone": "lite1", "size": 64, "imagenet": False, "learning_rate": 1e-3, "batch_size": 8,
                 "epochs": 0, "lr_patience": 1, "stop_patience": 4}
-    write_model_files(model, out, base_config(settings), split_path=None)
-    write_model_card(out)
+    write_model_card(write_model_files(model, out, base_config(settings), split_path=None))
     return out
 
 

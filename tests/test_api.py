@@ -47,7 +47,7 @@ def test_top_k_and_heatmap_class_are_validated(classifier):
 def test_heatmap_and_tta(classifier):
     prediction = classifier.classify(lesion_like(64), heatmap=True, heatmap_class="mel", tta=True)
     assert prediction.heatmap.shape == (64, 64) and 0 <= prediction.heatmap.min() <= prediction.heatmap.max() <= 1
-    assert prediction.heatmap_class == "mel" and prediction.tta_views == len(classifier.config.tta_views) == 8
+    assert prediction.heatmap_class == "mel" and prediction.tta_views == len(classifier.config.tta.views) == 8
     assert prediction.heatmap_image().size == (64, 64)
     assert "heatmap" in prediction.to_dict(include_heatmap=True)
 
@@ -57,7 +57,7 @@ def test_every_path_averages_the_served_views(classifier):
     from classifier.tta import views_of
 
     image = lesion_like(80, seed=3)
-    views = classifier.config.served_views
+    views = classifier.config.serving.views
     assert views == classifier.views() and len(views) == 8 and views[0] == "identity"  # all symmetries of the square
     single = classifier.classify(image)
     assert single.tta_views == len(views)
@@ -134,7 +134,7 @@ def test_the_batch_path_keeps_order_views_and_per_item_errors(bundled_model_dir)
     model = Classifier(bundled_model_dir)
     images = [lesion_like(180, seed=s) for s in range(5)]
     inputs = images[:2] + [b"not an image"] + images[2:]
-    views = model.config.tta_views
+    views = model.config.tta.views
     items = list(model.run_each(inputs, views=views, batch_size=2 * len(views)))  # 2 images per forward
     assert len(items) == 6 and isinstance(items[2], ImageError)
     for image, item in zip(images, items[:2] + items[3:], strict=True):

@@ -170,7 +170,7 @@ def test_context_choices_are_the_models_and_not_given_means_none():
 def test_similar_cases_are_captioned_attributed_and_sent_as_files_written_once(bundled, classifier, tmp_path):
     shown = logic.show(bundled, str(EXAMPLES[0]))
     cases = bundled.classify(EXAMPLES[0]).similar_cases
-    assert len(shown.similar) == len(cases) == bundled.config.similar_k
+    assert len(shown.similar) == len(cases) == bundled.config.similar_cases.k
     assert [caption for _, caption in shown.similar] == [logic.similar_caption(c) for c in cases]
     assert all(CAPTION.fullmatch(caption) for _, caption in shown.similar), shown.similar
     assert logic.similar_caption(cases[0]) == f"{cases[0].code} · {cases[0].confirmed_by} · {cases[0].distance:.2f}"
@@ -210,14 +210,14 @@ def test_model_description_reads_its_figures_from_the_config(renamed_classifier,
     assert "balanced accuracy 46%" in text and "melanoma recall 12%" in text and "12 of every 100" in text
     assert "HAM10000" not in text or "Trained on" in text
     assert "[Model card](#model-card)" in text
-    version = renamed_classifier.config.raw["files"]["tflite"]["sha256"][:10]
+    version = renamed_classifier.config.files["tflite"].sha256[:10]
     assert f"version `{version}`" in text
-    figures = model_summary.headline_figures(classifier)  # the tiny model records no test figures
+    figures = model_summary.headline_figures(classifier.config)  # the tiny model records no test figures
     text = model_summary.model_markdown(classifier, environ={})
     assert figures is None and "records no held-out test figures" in text
     details = model_summary.technical_markdown(renamed_classifier)
     for needed in ("Runtime", "litert", f"{renamed_classifier.size}x{renamed_classifier.size}",
-                   "Test-time augmentation", ", ".join(renamed_classifier.config.tta_views)):
+                   "Test-time augmentation", ", ".join(renamed_classifier.config.tta.views)):
         assert needed in details
 
 
@@ -225,7 +225,7 @@ def test_bundled_model_description_matches_its_config(bundled_model_dir):
     from classifier.api import Classifier
 
     c = Classifier(bundled_model_dir)
-    test = c.config.raw["metrics"]["test"]
+    test = c.config.metrics.test
     text = model_summary.model_markdown(c, environ={})
     assert f"balanced accuracy {test['balanced_accuracy']:.0%}" in text
     assert f"melanoma recall {test['melanoma_recall']:.0%}" in text and f"{test['n']:,} held-out" in text

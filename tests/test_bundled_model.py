@@ -13,11 +13,11 @@ def test_bundled_model_folder_is_valid_and_card_carries_its_metrics(bundled_mode
     from classifier.model_folder import read_config
 
     config = read_config(bundled_model_dir)
-    test = config.raw["metrics"]["test"]
+    test = config.metrics.test
     card = (bundled_model_dir / "README.md").read_text()
     assert f"| accuracy | {test['accuracy']:.3f} |" in card
     assert f"| melanoma recall | {test['melanoma_recall']:.3f} |" in card
-    assert config.raw["files"]["split"]["path"] == "split.json"
+    assert config.files["split"].path == "split.json"
 
 
 def test_evaluate_on_the_test_split_reproduces_the_model_card(bundled_model_dir, ham_dir, tmp_path):

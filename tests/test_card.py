@@ -1,6 +1,6 @@
 """The model card's training section: the recipe in words and the commands that reproduce it."""
 
-from classifier.reporting.card import train_command, training_recipe
+from classifier.model_summary import train_command, training_recipe
 
 CONTINUED = {"size": 224, "epochs": 6, "learning_rate": 1e-4, "schedule": "constant", "optimizer": "adamw",
              "augment": "gentle", "label_smoothing": 0.1, "batch_size": 32, "class_weight_power": 0.5,

@@ -167,7 +167,7 @@ def test_a_bad_context_value_raises_before_the_model_runs(bundled):
 def test_similar_cases_come_with_every_answer(bundled):
     prediction = bundled.classify(EXAMPLES[2])
     cases = prediction.similar_cases
-    assert len(cases) == bundled.config.similar_k == 8
+    assert len(cases) == bundled.config.similar_cases.k == 8
     assert len({c.lesion_id for c in cases}) == 8  # one image per lesion
     assert [c.distance for c in cases] == sorted(c.distance for c in cases)
     assert all(c.code in bundled.config.codes and c.confirmed_by for c in cases)

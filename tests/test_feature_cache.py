@@ -135,4 +135,4 @@ def test_a_trained_head_goes_into_a_candidate_folder(tiny_model_dir, tmp_path):
     config = read_config(out)
     saved = keras.models.load_model(config.file("keras")).get_layer("predictions").get_weights()
     np.testing.assert_array_equal(saved[0], new_kernel)
-    assert config.raw["training"]["head_retrained"] == {"r": 1} and "metrics" not in config.raw
+    assert config.training["head_retrained"] == {"r": 1} and "metrics" not in config.to_dict()

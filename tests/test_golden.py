@@ -14,7 +14,7 @@ def test_bundled_model_reproduces_its_golden_outputs(bundled_model_dir):
     from scripts.make_golden import GOLDEN, golden_inputs, outputs
 
     golden = json.loads(GOLDEN.read_text())
-    assert golden["model_tflite_sha256"] == read_config(bundled_model_dir).raw["files"]["tflite"]["sha256"], (
+    assert golden["model_tflite_sha256"] == read_config(bundled_model_dir).files["tflite"].sha256, (
         "model/ changed: run `python scripts/make_golden.py` and review the differences")
     measured = outputs(Classifier(bundled_model_dir, runtime="litert"), golden_inputs())
     assert measured.keys() == golden["outputs"].keys()

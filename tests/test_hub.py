@@ -370,8 +370,8 @@ def golden_outputs(bundled_model_dir: Path) -> dict:
     from scripts.make_golden import GOLDEN
 
     golden = json.loads(GOLDEN.read_text())
-    assert golden["model_tflite_sha256"] == read_config(bundled_model_dir, verify_files=False).raw["files"][
-        "tflite"]["sha256"], "model/ changed: run `python scripts/make_golden.py` and review the differences"
+    assert golden["model_tflite_sha256"] == read_config(bundled_model_dir, verify_files=False).files[
+        "tflite"].sha256, "model/ changed: run `python scripts/make_golden.py` and review the differences"
     return golden["outputs"]
 
 

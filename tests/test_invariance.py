@@ -52,7 +52,7 @@ def test_the_bundled_model_serves_the_eight_symmetries(bundled_model_dir):
     from classifier.model_folder import read_config
     from classifier.tta import VIEWS
 
-    assert set(read_config(bundled_model_dir).served_views) == set(VIEWS)
+    assert set(read_config(bundled_model_dir).serving.views) == set(VIEWS)
 
 
 @pytest.fixture(scope="module")

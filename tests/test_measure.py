@@ -1,15 +1,16 @@
 """measure(): the one set of test figures (evaluate's JSON, config.json metrics.test, the card), on generated
 logits and features; its out-of-distribution rate is the served rule's (energy or feature distance)."""
 
-from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from classifier.api import Classifier, ood_flags
+from classifier.config_sections import Architecture, Metrics
 from classifier.explain import energy
 from classifier.labels import CLASSES
-from classifier.model_folder import Label, ModelConfig
+from classifier.model_folder import ModelConfig
 from classifier.reporting.card import render_model_card
 from classifier.reporting.evaluation import mean_probabilities
 from classifier.reporting.measure import measure
@@ -22,14 +23,17 @@ CLASSIFICATION = {"n", "accuracy", "balanced_accuracy", "macro_f1", "macro_auc",
                   "confusion_matrix", "melanoma_recall"}
 
 
-def make_config(energy_threshold=None, feature_threshold=None, conformal=None, temperature=1.3) -> ModelConfig:
-    bias = tuple(float(b) for b in np.linspace(-0.2, 0.2, K))
-    return ModelConfig(
-        folder=Path("."), raw={"ood": {"energy_quantile": 0.99, "feature_quantile": 0.97}}, input_size=32,
-        labels=tuple(Label(c.code, c.name, c.malignant) for c in CLASSES), temperature=temperature,
-        class_bias=bias, ood_threshold=energy_threshold, tta_views=("identity", "flip"),
-        conformal_threshold=conformal, conformal_coverage=0.9 if conformal is not None else None,
-        feature_ood_threshold=feature_threshold)
+def make_config(energy_threshold=None, feature_threshold=None, conformal=None, temperature=1.3,
+                **sections) -> ModelConfig:
+    """A config of the seven classes (no files on disk), as read_config would give it."""
+    return ModelConfig.from_dict({
+        "input": {"size": 32}, "labels": [{"code": c.code, "name": c.name, "malignant": c.malignant} for c in CLASSES],
+        "calibration": {"temperature": temperature, "class_bias": [float(b) for b in np.linspace(-0.2, 0.2, K)]},
+        "ood": {"energy_threshold": energy_threshold, "energy_quantile": 0.99, "feature_threshold": feature_threshold,
+                "feature_quantile": 0.97},
+        "tta": {"views": ["identity", "flip_h"]},
+        "conformal": {} if conformal is None else {"threshold": conformal, "coverage": 0.9},
+        "files": {"tflite": {"path": "model.tflite"}, "ood_features": {"path": "ood_features.npz"}}, **sections}, ".")
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +66,7 @@ def test_classification_names_and_values_are_those_of_the_served_probabilities(s
     config = make_config()
     metrics = measure(config, logits, y)
     assert set(metrics) == CLASSIFICATION | {"malignant_auc"}  # no thresholds: no rate, no conformal block
-    probs = mean_probabilities(logits, config.temperature, config.class_bias)
+    probs = mean_probabilities(logits, config.calibration.temperature, config.calibration.class_bias)
     assert {k: metrics[k] for k in CLASSIFICATION} == classification_metrics(probs, y, config.codes)
     malignant = np.array([c.malignant for c in CLASSES])
     assert metrics["malignant_auc"] == round(roc_auc(malignant[y], probs[:, malignant].sum(axis=1)), 4)
@@ -104,7 +108,7 @@ def test_conformal_block(sample):
     y, logits, _, _ = sample
     config = make_config(conformal=0.8)
     metrics = measure(config, logits, y)
-    probs = mean_probabilities(logits, config.temperature, config.class_bias)
+    probs = mean_probabilities(logits, config.calibration.temperature, config.calibration.class_bias)
     assert metrics["conformal"] == {"nominal_coverage": 0.9, **set_metrics(probs, y, 0.8)}
     assert set(metrics["conformal"]) == {"nominal_coverage", "coverage", "mean_set_size", "singleton_rate", "n"}
 
@@ -116,10 +120,11 @@ def test_served_prediction_warns_on_exactly_the_images_measure_counts(sample):
     config = make_config(energy_threshold, feature_threshold)
     served = Classifier.__new__(Classifier)  # no runtime: _prediction works on given logits and features
     served.config, served.labels, served.size, served.feature_statistics = config, config.labels, 32, statistics
+    served.context_head = served.similar_index = served.size_probe = None
     image = lesion_like(32)
     warned = []
     for i in range(len(y)):
-        prediction = served._prediction(image, logits[i], None, features[i], 3, False, None)
+        prediction = served._prediction(image, logits[i], None, features[i][None], 3, False, None)  # (views, D)
         by_energy = any("energy score" in r for r in prediction.warning_reasons)
         by_features = any("features are far" in r for r in prediction.warning_reasons)
         warned.append(by_energy or by_features)
@@ -135,14 +140,11 @@ def test_card_reads_the_measured_names(sample):
     energy_threshold, feature_threshold = thresholds(sample)
     config = make_config(energy_threshold, feature_threshold, conformal=0.8)
     test = measure(config, logits, y, features, statistics)
-    raw = {"architecture": {"backbone": "EfficientNet-Lite1", "head": "a head"}, "input": {"size": 32},
-           "labels": [{"code": c.code, "name": c.name, "malignant": c.malignant} for c in CLASSES],
-           "tta": {"views": ["identity", "flip"]},
-           "ood": {"energy_threshold": energy_threshold, "energy_quantile": 0.99, "feature_score": "a distance",
-                   "feature_threshold": feature_threshold, "feature_quantile": 0.97},
-           "conformal": {"coverage": 0.9, "method": "split conformal", "threshold": 0.8, "fitted_on": "validation"},
-           "metrics": {"test": test}}
-    card = render_model_card(raw)
+    card = render_model_card(config.with_sections(  # the figures stored as the export stores them
+        architecture=Architecture(backbone="EfficientNet-Lite1", head="a head"),
+        ood=replace(config.ood, feature_score="a distance"),
+        conformal=replace(config.conformal, method="split conformal", fitted_on="validation"),
+        metrics=Metrics(test=test)))
     assert (f"raise the warning: {test['ood_warning_rate']:.3f} (energy score alone "
             f"{test['ood_warning_rate_energy']:.3f}; feature score alone "
             f"{test['ood_warning_rate_features']:.3f})") in card

@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from classifier.labels import CODES
-from classifier.reporting.metrics import classification_metrics
+from classifier.config_sections import Label, LabelSet
+from classifier.labels import CLASSES, CODES
+from classifier.reporting.metrics import classification_metrics, malignant_auc
 from classifier.reporting.report import confident_errors, image_hash, write_report
 
 N = 60
+LABELS = LabelSet(tuple(Label(c.code, c.name, c.malignant) for c in CLASSES))
 
 
 def _image(rng, path):
@@ -57,7 +59,7 @@ def test_report_files_and_content(tmp_path, evaluated):
     sharp = probs ** 2 / (probs ** 2).sum(axis=1, keepdims=True)
     metrics = classification_metrics(probs, y_true, CODES)
     out = tmp_path / "report"
-    path = write_report(out, probs, y_true, ids, paths, CODES, metrics, title="Synthetic", extra_md="EXTRA LINE",
+    path = write_report(out, probs, y_true, ids, paths, LABELS, metrics, title="Synthetic", extra_md="EXTRA LINE",
                         probs_uncalibrated=sharp)
     assert path == out / "report.md"
     for name in ("report.md", "metrics.json", "confusion_matrix.png", "per_class_prf.png", "roc_curves.png",
@@ -81,6 +83,8 @@ def test_report_files_and_content(tmp_path, evaluated):
 
     doc = json.loads((out / "metrics.json").read_text())
     assert doc["accuracy"] == metrics["accuracy"]
+    assert doc["malignant_auc"] == malignant_auc(probs, y_true, LABELS.malignant)  # metrics.py's, the one AUC
+    assert doc["malignant_codes"] == ["akiec", "bcc", "mel"]
     assert doc["near_identical_pairs"] == [{"a": "IMG_0000", "b": "IMG_0001", "bits": doc["near_identical_pairs"][0]
                                             ["bits"]}]
     assert set(doc["calibration"]) == {"before", "after"}
@@ -88,7 +92,7 @@ def test_report_files_and_content(tmp_path, evaluated):
 
 def test_report_without_images(tmp_path, evaluated):
     probs, y_true, ids, _ = evaluated
-    path = write_report(tmp_path, probs, y_true, ids, None, CODES, classification_metrics(probs, y_true, CODES))
+    path = write_report(tmp_path, probs, y_true, ids, None, LABELS, classification_metrics(probs, y_true, CODES))
     text = path.read_text()
     assert "Not checked" in text and "| 1 | IMG_" in text
     assert not (tmp_path / "confident_errors.png").exists()

@@ -58,7 +58,7 @@ def test_litert_and_keras_runtimes_agree(model, images, request):
     folder = request.getfixturevalue(model)
     batch = generated_images() if images == "generated" else ham_images(request.getfixturevalue("ham_dir"))
     largest, mean, same_top = runtime_differences(folder, batch)
-    if "quantization" not in read_config(folder).raw.get("serving", {}):
+    if read_config(folder).serving.quantization is None:
         assert largest <= TOLERANCE
     else:
         assert mean <= INT8_MEAN_TOLERANCE and same_top >= INT8_SAME_TOP

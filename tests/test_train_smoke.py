@@ -49,31 +49,31 @@ def test_train_one_epoch_then_resume_and_write_a_servable_model_folder(tmp_path)
     assert [h["epoch"] for h in history] == [1, 2]
 
     config = read_config(out)
-    metrics = config.raw["metrics"]
-    assert config.input_size == 64 and metrics["n"] == len(json.loads((out / "split.json").read_text())["test"])
-    assert 0.05 <= config.temperature <= 20 and config.ood_threshold is not None
+    metrics = config.metrics
+    assert config.input.size == 64 and metrics.n == len(json.loads((out / "split.json").read_text())["test"])
+    assert 0.05 <= config.calibration.temperature <= 20 and config.ood.energy_threshold is not None
     assert "## Measured on the lesion-grouped test split" in (out / "README.md").read_text()
     prediction = Classifier(out).classify(lesion_like(100))
     assert len(prediction.probabilities) == 7
     # uncertainty fitted by the export: conformal sets and the feature-space out-of-distribution score
-    assert config.conformal_coverage == 0.9 and 0 < config.conformal_threshold <= 1
-    assert config.feature_ood_threshold is not None and (out / "ood_features.npz").is_file()
+    assert config.conformal.coverage == 0.9 and 0 < config.conformal.threshold <= 1
+    assert config.ood.feature_threshold is not None and (out / "ood_features.npz").is_file()
     assert prediction.prediction_set and prediction.prediction_set[0] == prediction.label
     assert prediction.feature_distance is not None and prediction.feature_distance >= 0
     assert "coverage" in prediction.set_statement
-    assert 0 <= metrics["test"]["conformal"]["coverage"] <= 1  # measure()'s names, as `evaluate` prints them
-    assert 0 <= metrics["test"]["ood_warning_rate_energy"] <= metrics["test"]["ood_warning_rate"] <= 1
-    assert "ood_false_alarm_rate_test" not in metrics and "conformal_test" not in metrics
+    assert 0 <= metrics.test["conformal"]["coverage"] <= 1  # measure()'s names, as `evaluate` prints them
+    assert 0 <= metrics.test["ood_warning_rate_energy"] <= metrics.test["ood_warning_rate"] <= 1
+    assert "ood_false_alarm_rate_test" not in metrics.to_json() and "conformal_test" not in metrics.to_json()
     # served int8: the graph is quantized (calibrated on training images) and its agreement with the float model
-    quantization = config.raw["serving"]["quantization"]
-    assert quantization["calibration_images"] == len(json.loads((out / "split.json").read_text())["train"])
-    assert 0 <= quantization["val_top1_agreement_with_float"] <= 1
-    assert config.served_views == config.tta_views and len(config.tta_views) == 8  # every symmetry
+    quantization = config.serving.quantization
+    assert quantization.calibration_images == len(json.loads((out / "split.json").read_text())["train"])
+    assert 0 <= quantization.val_top1_agreement_with_float <= 1
+    assert config.serving.views == config.tta.views and len(config.tta.views) == 8  # every symmetry
     assert "int8" in (out / "README.md").read_text()
     # the evidence beside the answer (issue 19): the similar-cases index and the patient-context head
-    assert config.similar_k == 8 and len(prediction.similar_cases) == 8
+    assert config.similar_cases.k == 8 and len(prediction.similar_cases) == 8
     assert config.context is not None and (out / "context_head.npz").is_file()
-    assert config.quality_probe_threshold is not None and (out / "quality_probe.npz").is_file()
+    assert config.quality.lesion_small_probe is not None and (out / "quality_probe.npz").is_file()
     assert Classifier(out).classify(lesion_like(100), age=50, site="back").context_note
 
     # a weight-averaging continuation: starts from the mean of the run's epochs, at a constant rate
@@ -141,8 +141,8 @@ def test_progressive_gentle_adamw_run_resumes_and_exports_at_the_final_size(tmp_
     assert "epochs 1-1 at 48px" in log and "epochs 2-2 at 64px" in log
     assert (work / "epoch1.weights.h5").is_file() and (work / "epoch2.weights.h5").is_file()
     config = read_config(out)
-    assert config.input_size == 64
-    assert config.raw["training"]["augment"] == "gentle" and config.raw["training"]["label_smoothing"] == 0.1
+    assert config.input.size == 64
+    assert config.training["augment"] == "gentle" and config.training["label_smoothing"] == 0.1
 
     from classifier import cli
 
@@ -150,7 +150,7 @@ def test_progressive_gentle_adamw_run_resumes_and_exports_at_the_final_size(tmp_
     assert cli.main(["export", "--work", str(work), "--data", str(tmp_path / "data"), "--out", str(averaged),
                      "--average-last", "2"]) == 0
     config = read_config(averaged)
-    assert config.raw["training"]["weights"] == "mean of epochs 1-2"
+    assert config.training["weights"] == "mean of epochs 1-2"
     assert "--average-last 2" in (averaged / "README.md").read_text()
     assert cli.main(["export", "--work", str(work), "--data", str(tmp_path / "data"), "--out", str(averaged),
                      "--average-last", "5"]) == 2  # only two epochs to average

@@ -78,12 +78,13 @@ def run(args):
         raise DataError(str(exc)) from exc
     y = np.array(labels)
     config = classifier.config
-    probs = mean_probabilities(view_logits, config.temperature, config.class_bias)
+    calibration = config.calibration
+    probs = mean_probabilities(view_logits, calibration.temperature, calibration.class_bias)
     metrics = measure(config, view_logits, y, features, classifier.feature_statistics)
     title = f"Evaluation on {'the ' + args.split + ' split' if args.data else args.labels.name}"
-    report = write_report(args.out, probs, y, ids, paths, config.codes, metrics, title=title,
+    report = write_report(args.out, probs, y, ids, paths, config.labels, metrics, title=title,
                           extra_md=f"Model: `{_shown(config.folder)}`; TTA: {'on' if args.tta else 'off'}; "
-                                   f"temperature {config.temperature}; class bias {list(config.class_bias)}.",
+                                   f"temperature {calibration.temperature}; class bias {list(calibration.class_bias)}.",
                           probs_uncalibrated=mean_probabilities(view_logits, 1.0))
     print(f"report: {report}", file=sys.stderr)
     print(json.dumps(metrics))

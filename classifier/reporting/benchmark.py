@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +59,7 @@ from classifier.model_folder import read_config
 from classifier.preprocessing import load_image, prepare
 config = read_config(sys.argv[1], verify_files=False)
 model = keras.models.load_model(config.file("keras"), safe_mode=True)
-probabilities = model.predict(prepare(load_image(sys.argv[2]), config.input_size)[None].astype("float32"), verbose=0)
+probabilities = model.predict(prepare(load_image(sys.argv[2]), config.input.size)[None].astype("float32"), verbose=0)
 print(json.dumps({"label": config.codes[int(probabilities[0].argmax())], "runtime": "keras",
                   "tensorflow_imported": "tensorflow" in sys.modules, "peak_rss_mb": peak_rss_mb()}), flush=True)
 """
@@ -261,10 +262,9 @@ def write_to_model_folder(results: dict) -> None:
     from classifier.model_folder import read_config, write_config
     from classifier.reporting.card import write_model_card
 
-    folder = Path(results["model"])
-    raw = read_config(folder).raw
+    config = read_config(Path(results["model"]))
     s, n = results["serving"], results["naive"]
-    raw.setdefault("metrics", {})["latency"] = {
+    config = config.with_sections(metrics=replace(config.metrics, latency={
         "measured_with": "python -m classifier bench --model model",
         "machine": f"{results['cpus']} CPU cores ({platform.machine()})",
         "images": results["images"], "views": results["views"], "tta_views": results["tta_views"],
@@ -275,6 +275,6 @@ def write_to_model_folder(results: dict) -> None:
         "naive_p50_ms": n["single"]["p50_ms"], "naive_p95_ms": n["single"]["p95_ms"],
         "naive_images_per_s": n["images_per_s"], "naive_cold_start_s": n["cold_start"]["seconds"],
         "naive_peak_rss_mb": round(n["cold_start"]["peak_rss_mb"]),
-    }
-    write_config(folder, raw)
-    write_model_card(folder)
+    }))
+    write_config(config)
+    write_model_card(config)

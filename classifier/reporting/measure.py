@@ -20,7 +20,7 @@ import numpy as np
 
 from classifier.api import ood_flags
 from classifier.reporting.evaluation import mean_probabilities, predict_logits
-from classifier.reporting.metrics import classification_metrics, roc_auc
+from classifier.reporting.metrics import classification_metrics, malignant_auc
 
 
 def measure(config, view_logits: np.ndarray, labels, features: np.ndarray | None = None,
@@ -34,12 +34,12 @@ def measure(config, view_logits: np.ndarray, labels, features: np.ndarray | None
     """
     view_logits = np.asarray(view_logits)
     y = np.asarray(labels)
-    probs = mean_probabilities(view_logits, config.temperature, config.class_bias)
+    probs = mean_probabilities(view_logits, config.calibration.temperature, config.calibration.class_bias)
     metrics = classification_metrics(probs, y, config.codes)
-    malignant = np.array([label.malignant for label in config.labels])
-    if malignant.any():
-        metrics["malignant_auc"] = round(roc_auc(malignant[y], probs[:, malignant].sum(axis=1)), 4)
-    has_energy, has_features = config.ood_threshold is not None, config.feature_ood_threshold is not None
+    malignant = malignant_auc(probs, y, config.labels.malignant)
+    if malignant is not None:
+        metrics["malignant_auc"] = malignant
+    has_energy, has_features = config.ood.energy_threshold is not None, config.ood.feature_threshold is not None
     if has_features and (features is None or feature_statistics is None):
         raise ValueError("the model flags images by their feature distance too: measure() needs the pooled "
                          "features and the feature statistics to measure its out-of-distribution warning")
@@ -50,11 +50,11 @@ def measure(config, view_logits: np.ndarray, labels, features: np.ndarray | None
             metrics["ood_warning_rate_energy"] = _rate(flags["by_energy"])
         if has_features:
             metrics["ood_warning_rate_features"] = _rate(flags["by_features"])
-    if config.conformal_threshold is not None:
+    if config.conformal.threshold is not None:
         from classifier.uncertainty import set_metrics
 
-        metrics["conformal"] = {"nominal_coverage": config.conformal_coverage,
-                                **set_metrics(probs, y, config.conformal_threshold)}
+        metrics["conformal"] = {"nominal_coverage": config.conformal.coverage,
+                                **set_metrics(probs, y, config.conformal.threshold)}
     return metrics
 
 

@@ -29,6 +29,16 @@ def roc_auc(is_positive: np.ndarray, score: np.ndarray) -> float:
     return float(sk.roc_auc_score(is_positive, score))
 
 
+def malignant_auc(probs: np.ndarray, y_true: np.ndarray, malignant) -> float | None:
+    """ROC AUC of P(malignant), the sum of the probabilities of the classes flagged in ``malignant`` (one flag per
+    class, the model's ``labels.malignant``), for malignant vs benign images, rounded as reported; None for a
+    label set without malignant classes, nan when the images are all of one side."""
+    malignant = np.asarray(malignant, dtype=bool)
+    if not malignant.any():
+        return None
+    return round(roc_auc(malignant[np.asarray(y_true)], np.asarray(probs)[:, malignant].sum(axis=1)), 4)
+
+
 def roc_curve(is_positive: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(false positive rate, true positive rate) at every distinct threshold, from (0, 0) to (1, 1).
     A rate whose side is empty (no positives, or no negatives) is 0 throughout rather than undefined."""

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier.labels import BY_CODE
 from classifier.reporting.metrics import (
     calibration_bins,
     confusion_matrix,
     expected_calibration_error,
+    malignant_auc,
     negative_log_likelihood,
     roc_auc,
     roc_curve,
@@ -143,11 +143,11 @@ def plot_roc_curves(probs: np.ndarray, y_true: np.ndarray, codes: tuple[str, ...
     _save(plt, fig, path)
 
 
-def plot_malignant_roc(positive: np.ndarray, score: np.ndarray, label: str, path: Path) -> None:
+def plot_malignant_roc(positive: np.ndarray, score: np.ndarray, label: str, auc: float, path: Path) -> None:
     plt = _plots()
     fig, ax = plt.subplots(figsize=(5, 5))
     fpr, tpr = roc_curve(positive, score)
-    ax.plot(fpr, tpr, label=f"AUC {roc_auc(positive, score):.3f}")
+    ax.plot(fpr, tpr, label=f"AUC {auc:.3f}")
     ax.plot([0, 1], [0, 1], "k:", lw=1)
     ax.set_xlabel("false positive rate (benign called malignant)")
     ax.set_ylabel("true positive rate (malignant found)")
@@ -226,30 +226,31 @@ def find_near_identical(image_paths: list[Path], max_bits: int = NEAR_IDENTICAL_
 
 
 def write_report(out_dir: Path, probs: np.ndarray, y_true: np.ndarray, image_ids: list[str],
-                 image_paths: list[Path] | None, codes: tuple[str, ...], metrics: dict, title: str = "Evaluation",
+                 image_paths: list[Path] | None, labels, metrics: dict, title: str = "Evaluation",
                  extra_md: str = "", probs_uncalibrated: np.ndarray | None = None) -> Path:
-    """Write report.md, metrics.json and the figures into ``out_dir``; returns the report.md path."""
+    """Write report.md, metrics.json and the figures into ``out_dir``; returns the report.md path. ``labels``: the
+    model's ``LabelSet`` (codes, names, malignancy); ``metrics``: ``measure()``'s figures (its ``malignant_auc``
+    is the one shown)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     probs = np.asarray(probs, dtype=np.float64)
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = probs.argmax(axis=1)
-    codes = tuple(codes)
+    codes = labels.codes
     per_class = metrics.get("per_class", {})
     if "confusion_matrix" in metrics:
         matrix = np.asarray(metrics["confusion_matrix"])
     else:
         matrix = confusion_matrix(y_true, y_pred, len(codes))
 
-    malignant = np.array([BY_CODE[c].malignant if c in BY_CODE else False for c in codes])
-    malignant_label = " + ".join(f"P({c})" for c, m in zip(codes, malignant, strict=True) if m)
-    malignant_auc = float("nan")
+    malignant = np.array(labels.malignant)
+    malignant_label = " + ".join(f"P({c})" for c in labels.malignant_codes)
+    auc = metrics["malignant_auc"] if "malignant_auc" in metrics else malignant_auc(probs, y_true, malignant)
     if malignant.any():
         is_malignant = malignant[y_true]
-        malignant_score = probs[:, malignant].sum(axis=1)
-        malignant_auc = roc_auc(is_malignant, malignant_score)
         if is_malignant.any() and not is_malignant.all():
-            plot_malignant_roc(is_malignant, malignant_score, malignant_label, out_dir / "malignant_roc.png")
+            plot_malignant_roc(is_malignant, probs[:, malignant].sum(axis=1), malignant_label, auc,
+                               out_dir / "malignant_roc.png")
 
     curves = {"model": probs}
     calibration = None
@@ -274,8 +275,8 @@ def write_report(out_dir: Path, probs: np.ndarray, y_true: np.ndarray, image_ids
     headline = [("n (images)", metrics.get("n", len(y_true))), ("accuracy", metrics.get("accuracy")),
                 ("balanced accuracy", metrics.get("balanced_accuracy")), ("macro F1", metrics.get("macro_f1")),
                 ("macro AUC (one vs rest)", metrics.get("macro_auc")),
-                ("melanoma recall", metrics.get("melanoma_recall")),
-                ("malignant vs benign AUC", malignant_auc if malignant.any() else None),
+                *([("melanoma recall", metrics["melanoma_recall"])] if "melanoma_recall" in metrics else []),
+                ("malignant vs benign AUC", auc),
                 ("NLL", metrics.get("nll")), ("ECE (15 bins)", metrics.get("ece"))]
     if metrics.get("ood_warning_rate") is not None:
         headline.append(("out-of-distribution warning rate (model scores)", metrics["ood_warning_rate"]))
@@ -288,7 +289,7 @@ def write_report(out_dir: Path, probs: np.ndarray, y_true: np.ndarray, image_ids
         lines += ["", extra_md.strip()]
     lines += ["", "## Per class", ""]
     lines += _table(["class", "name", "precision", "recall", "F1", "AUC", "support"],
-                    [[c, BY_CODE[c].name if c in BY_CODE else c, *(_fmt(v.get(k)) for k in ("precision", "recall",
+                    [[c, labels.name_of(c), *(_fmt(v.get(k)) for k in ("precision", "recall",
                       "f1", "auc")), v.get("support", "–")] for c, v in per_class.items()], "llrrrrr")
     lines += ["", "![per-class precision, recall and F1](per_class_prf.png)" if per_class else "",
               "", "## Confusion matrix", "", "Rows are the true class, columns the predicted class.", ""]
@@ -297,7 +298,7 @@ def write_report(out_dir: Path, probs: np.ndarray, y_true: np.ndarray, image_ids
               "![one-vs-rest ROC curves](roc_curves.png)", ""]
     if malignant.any():
         lines += ["### Malignant vs benign", "",
-                  f"Score {malignant_label}; malignant-vs-benign AUC **{_fmt(malignant_auc)}**.", ""]
+                  f"Score {malignant_label}; malignant-vs-benign AUC **{_fmt(auc)}**.", ""]
         if (out_dir / "malignant_roc.png").exists():
             lines += ["![malignant vs benign ROC](malignant_roc.png)", ""]
     lines += ["## Calibration", ""]
@@ -335,8 +336,7 @@ def write_report(out_dir: Path, probs: np.ndarray, y_true: np.ndarray, image_ids
     path = out_dir / "report.md"
     path.write_text("\n".join(lines) + "\n")
 
-    doc = {"malignant_auc": round(malignant_auc, 4), **metrics,  # measure() names it the same way
-           "malignant_codes": [c for c, m in zip(codes, malignant, strict=True) if m], "confident_errors": errors,
+    doc = {"malignant_auc": auc, **metrics, "malignant_codes": list(labels.malignant_codes), "confident_errors": errors,
            "near_identical_pairs": [{"a": image_ids[a], "b": image_ids[b], "bits": d} for a, b, d in pairs]}
     if calibration:
         doc["calibration"] = calibration

@@ -24,6 +24,7 @@ import json
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -201,6 +202,7 @@ def write_candidate(model_folder: Path, kernel: np.ndarray, bias: np.ndarray, ou
     yet: ``python -m classifier export --from-model out`` writes them)."""
     import keras
 
+    from classifier.config_sections import Calibration, OutOfDistribution
     from classifier.model_folder import file_entry, read_config, write_config
 
     config = read_config(model_folder)
@@ -212,14 +214,10 @@ def write_candidate(model_folder: Path, kernel: np.ndarray, bias: np.ndarray, ou
     if config.file("split") is not None:
         shutil.copy(config.file("split"), out / "split.json")
         files["split"] = "split.json"
-    raw = json.loads(json.dumps(config.raw))
-    for key in ("metrics", "conformal"):
-        raw.pop(key, None)
-    raw["calibration"] = {"temperature": 1.0, "fitted_on": None}
-    raw["ood"] = {"score": raw.get("ood", {}).get("score"), "energy_threshold": None}
-    raw["training"] = {**raw.get("training", {}), "head_retrained": note}
-    raw["files"] = {role: file_entry(out, name) for role, name in files.items()}
-    write_config(out, raw)
+    write_config(replace(config, folder=out).with_sections(
+        files={role: file_entry(out, name) for role, name in files.items()}, calibration=Calibration(),
+        ood=OutOfDistribution(score=config.ood.score), training={**config.training, "head_retrained": note},
+        metrics=None, conformal=None, context=None, similar_cases=None, quality=None))
     read_config(out)  # still a valid folder
     return out
 

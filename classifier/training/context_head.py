@@ -20,13 +20,15 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from classifier.config_sections import ContextSettings
 from classifier.context import AGE_SIZE, ENCODED_SIZE, SEXES, encode_many
 from classifier.errors import exit_status
-from classifier.model_folder import ModelFolderError, file_entry, read_config, write_config
+from classifier.model_folder import ModelConfig, ModelFolderError, read_config, write_config
 
 HEAD_NAME = "context_head.npz"
 HEAD_TEXT = ("Dense(K) on [each served view's pooled features (dropout 0.3), encoded context], the mean of five "
@@ -118,38 +120,36 @@ def calibrate(head, val_features, val_context, y_val, train_counts) -> dict:
 
 
 def score(probs: np.ndarray, y: np.ndarray, codes, malignant: np.ndarray, threshold: float | None = None) -> dict:
-    from classifier.reporting.metrics import classification_metrics, roc_auc
+    from classifier.reporting.metrics import classification_metrics, malignant_auc
     from classifier.uncertainty import set_metrics
 
     m = classification_metrics(probs, y, codes)
     out = {"criterion": round((m["accuracy"] + m["balanced_accuracy"]) / 2, 4), "accuracy": m["accuracy"],
            "balanced_accuracy": m["balanced_accuracy"], "melanoma_recall": m["melanoma_recall"],
            "melanoma_auc": m["per_class"]["mel"]["auc"] if "mel" in m["per_class"] else None,
-           "macro_auc": m["macro_auc"], "malignant_auc": round(roc_auc(malignant[y], probs[:, malignant].sum(1)), 4)}
+           "macro_auc": m["macro_auc"], "malignant_auc": malignant_auc(probs, y, malignant)}
     if threshold is not None:
         sets = set_metrics(probs, y, threshold)
         out |= {"set_coverage": sets["coverage"], "set_size": sets["mean_set_size"]}
     return out
 
 
-def write_head(folder: Path, raw: dict, head, calibration: dict, note: dict | None = None) -> None:
-    """Write ``context_head.npz`` into ``folder`` and its section into ``raw`` (the config being written)."""
+def write_head(config: ModelConfig, head, calibration: dict) -> ModelConfig:
+    """Write ``context_head.npz`` into the config's folder; returns the config with it and its ``context`` section
+    (``calibration``: :func:`calibrate`'s)."""
     from classifier.context import AGE_RANGE, SEXES, SITES
 
     feature_kernel, context_kernel, bias = head
-    np.savez(folder / HEAD_NAME, feature_kernel=feature_kernel.astype(np.float32),
+    np.savez(config.folder / HEAD_NAME, feature_kernel=feature_kernel.astype(np.float32),
              context_kernel=context_kernel.astype(np.float32), bias=bias.astype(np.float32))
-    raw["files"]["context_head"] = file_entry(folder, HEAD_NAME)
-    raw["context"] = {
-        "head": HEAD_TEXT,
-        "inputs": {"age": f"years, {AGE_RANGE[0]:g}-{AGE_RANGE[1]:g} (encoded as age / 100 and 'given')",
-                   "sex": list(SEXES), "site": list(SITES)},
-        "training": {**SETTINGS, "split": "train", "note": "each field withheld at random (field_drop)"},
+    return config.with_file("context_head", HEAD_NAME).with_sections(context=ContextSettings(
+        head=HEAD_TEXT,
+        inputs={"age": f"years, {AGE_RANGE[0]:g}-{AGE_RANGE[1]:g} (encoded as age / 100 and 'given')",
+                "sex": list(SEXES), "site": list(SITES)},
+        training={**SETTINGS, "split": "train", "note": "each field withheld at random (field_drop)"},
         **calibration,
-        "fitted_on": "validation split with full context: prior correction (tau maximising (accuracy + balanced "
-                     "accuracy) / 2), temperature (NLL), conformal threshold (90% coverage)",
-        **(note or {}),
-    }
+        fitted_on="validation split with full context: prior correction (tau maximising (accuracy + balanced "
+                  "accuracy) / 2), temperature (NLL), conformal threshold (90% coverage)"))
 
 
 def context_arrays(split: dict) -> np.ndarray:
@@ -164,15 +164,16 @@ def compare(folder: Path, cache: Path, split: str = "val", seeds=SEEDS) -> list[
     from classifier.training.similar_index import load_cache_split
 
     config = read_config(folder)
-    codes, malignant = config.codes, np.array([label.malignant for label in config.labels])
+    codes, malignant = config.codes, np.array(config.labels.malignant)
     parts = {name: load_cache_split(cache, name) for name in {"train", "val", split}}
     x = {name: p["features"] for name, p in parts.items()}
     c = {name: context_arrays(p) for name, p in parts.items()}
     y = {name: p["label"] for name, p in parts.items()}
     counts = np.bincount(y["train"], minlength=len(codes)).astype(float)
-    served = softmax(parts[split]["logits"], config.temperature, np.array(config.class_bias)).mean(axis=1)
+    served = softmax(parts[split]["logits"], config.calibration.temperature,
+                     np.array(config.calibration.class_bias)).mean(axis=1)
     rows = [{"model": "image only, as served", "seed": None,
-             **score(served, y[split], codes, malignant, config.conformal_threshold)}]
+             **score(served, y[split], codes, malignant, config.conformal.threshold)}]
     started = time.time()
     heads = {seed: train_context_head(x["train"], c["train"], y["train"], len(codes), seed) for seed in seeds}
     seconds = round((time.time() - started) / len(seeds), 1)
@@ -212,9 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         head = averaged_head(train["features"], context_arrays(train), train["label"], len(config.codes),
                              tuple(args.seeds))
         fitted = calibrate(head, val["features"], context_arrays(val), val["label"], counts)
-        raw = config.raw
-        write_head(args.model, raw, head, fitted)
-        write_config(args.model, raw)
+        write_config(write_head(config, head, fitted))
         read_config(args.model)
         print(f"wrote {args.model / HEAD_NAME}", file=sys.stderr)
         return 0
@@ -238,10 +237,9 @@ def record(folder: Path, rows: list[dict], split: str, command: str) -> None:
     for row in rows:
         if row["seed"] == "mean":
             chosen[row["model"].split(", ", 1)[1].replace(" ", "_").replace(",", "")] = row
-    raw = config.raw
-    raw["context"]["measured"] = {"split": split, "measured_with": command,
-                                  **{name: {k: row[k] for k in keys} for name, row in chosen.items()}}
-    write_config(folder, raw)
+    measured = {name: {k: row[k] for k in keys} for name, row in chosen.items()}
+    write_config(config.with_sections(context=replace(config.context, measured={
+        "split": split, "measured_with": command, **measured})))
 
 
 if __name__ == "__main__":

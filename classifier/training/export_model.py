@@ -7,18 +7,21 @@ import json
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from classifier.config_sections import Calibration, Conformal, Metrics, Quantization
 from classifier.data import Record, load_split
 from classifier.labels import CLASSES, CODES
-from classifier.model_folder import FORMAT_VERSION, file_entry, read_config, write_config
+from classifier.model_folder import FORMAT_VERSION, ModelConfig, file_entry, read_config, write_config
 from classifier.preprocessing import load_and_prepare
 from classifier.tta import SERVED_VIEWS, TTA_VIEWS
 
 
 def base_config(settings: dict, dropout: float = 0.3) -> dict:
+    """The JSON document of a new model folder's config (``write_model_files`` adds its files and writes it)."""
     backbone = {"lite1": "EfficientNet-Lite1", "b1": "EfficientNetB1"}[settings["backbone"]]
     return {
         "format_version": FORMAT_VERSION,
@@ -39,7 +42,7 @@ def base_config(settings: dict, dropout: float = 0.3) -> dict:
             "normalization": "inside the model" + (": (x - 127) / 128" if settings["backbone"] == "lite1" else ""),
         },
         "labels": [{"code": c.code, "name": c.name, "malignant": c.malignant} for c in CLASSES],
-        "calibration": {"temperature": 1.0, "fitted_on": None},
+        "calibration": {"temperature": 1.0},
         "ood": {"score": "energy = -logsumexp(logits), the mean over the served views", "energy_threshold": None},
         "serving": {"views": list(SERVED_VIEWS), "runtime": "LiteRT (model.tflite), float32"},
         "tta": {"views": list(TTA_VIEWS)},
@@ -48,11 +51,12 @@ def base_config(settings: dict, dropout: float = 0.3) -> dict:
     }
 
 
-def write_model_files(model, out: Path, config: dict, split_path: Path | None,
-                      quantize_with: np.ndarray | None = None) -> None:
+def write_model_files(model, out: Path, document: dict, split_path: Path | None,
+                      quantize_with: np.ndarray | None = None) -> ModelConfig:
     """Save ``model.keras`` (no optimizer), ``model.tflite`` (logits + CAM + pooled features) and config.json
-    into ``out``. With ``quantize_with``, prepared images (N, size, size, 3), the LiteRT graph is quantized to
-    int8 (weights and activations; float input and outputs), its activation ranges measured on those images."""
+    (``document``, from :func:`base_config`, with the files) into ``out``; returns the config written. With
+    ``quantize_with``, prepared images (N, size, size, 3), the LiteRT graph is quantized to int8 (weights and
+    activations; float input and outputs), its activation ranges measured on those images."""
     import keras
 
     from classifier.training.network import logits_and_cam_model
@@ -67,21 +71,22 @@ def write_model_files(model, out: Path, config: dict, split_path: Path | None,
             serving.export(str(Path(tmp) / "model.tflite"), format="litert", verbose=False)
         else:
             (Path(tmp) / "model.tflite").write_bytes(int8_tflite(serving, quantize_with, Path(tmp)))
-            config["serving"]["runtime"] = "LiteRT (model.tflite), int8"
-            config["serving"]["quantization"] = {
-                "scheme": "full-integer post-training quantization: int8 weights (per channel) and activations, "
-                          "float32 input and outputs",
-                "calibration_images": len(quantize_with),
-                "calibration_from": "training split (seeded random choice)",
-            }
         shutil.copy(Path(tmp) / "model.tflite", out / "model.tflite")
     names = {"keras": "model.keras", "tflite": "model.tflite"}
     if split_path is not None:
         if Path(split_path).resolve() != (out / "split.json").resolve():
             shutil.copy(split_path, out / "split.json")
         names["split"] = "split.json"
-    config["files"] = {role: file_entry(out, name) for role, name in names.items()}
-    write_config(out, config)
+    config = ModelConfig.from_dict({**document, "files": {role: file_entry(out, name) for role, name in names.items()}},
+                                   out)
+    if quantize_with is not None:
+        config = config.with_sections(serving=replace(
+            config.serving, runtime="LiteRT (model.tflite), int8", quantization=Quantization(
+                scheme="full-integer post-training quantization: int8 weights (per channel) and activations, "
+                       "float32 input and outputs",
+                calibration_images=len(quantize_with), calibration_from="training split (seeded random choice)")))
+    write_config(config)
+    return config
 
 
 def int8_tflite(serving_model, images: np.ndarray, tmp: Path) -> bytes:
@@ -105,31 +110,27 @@ def calibration_images(records: list[Record], paths: dict[str, Path], split: dic
     return np.stack([load_and_prepare(paths[train[i]], size) for i in sorted(chosen)])
 
 
-def fit_uncertainty(out: Path, raw: dict, val_probs: np.ndarray, y_val: np.ndarray, train_features: np.ndarray,
-                    y_train: np.ndarray, val_features: np.ndarray, coverage: float = 0.9) -> None:
+def fit_uncertainty(config: ModelConfig, val_probs: np.ndarray, y_val: np.ndarray, train_features: np.ndarray,
+                    y_train: np.ndarray, val_features: np.ndarray, coverage: float = 0.9) -> ModelConfig:
     """Fit the conformal prediction sets (on validation probabilities) and the Mahalanobis feature score (on
-    training features, its threshold on validation) into ``raw`` and ``out/ood_features.npz``."""
+    training features, its threshold on validation): ``ood_features.npz`` in the folder, and the config with them."""
     from classifier.uncertainty import fit_conformal_threshold, fit_mahalanobis, mahalanobis_distance
 
-    raw["conformal"] = {
-        "method": "split conformal, least ambiguous sets (score 1 - p of the true class)",
-        "coverage": coverage,
-        "threshold": round(fit_conformal_threshold(val_probs, y_val, coverage), 6),
-        "fitted_on": "validation split, calibrated probabilities (mean over the served views)",
-    }
-    fitted = fit_mahalanobis(train_features, y_train, len(raw["labels"]))
-    np.savez(out / "ood_features.npz", **fitted)
-    raw["files"]["ood_features"] = file_entry(out, "ood_features.npz")
-    raw["ood"]["feature_score"] = ("Mahalanobis distance of the L2-normalised pooled features (mean over the served "
-                                   "views) to the nearest class mean, shared covariance of the training features "
-                                   "(squared, per dimension)")
-    raw["ood"]["feature_threshold"] = round(float(np.quantile(mahalanobis_distance(val_features, fitted), 0.97)), 4)
-    raw["ood"]["feature_quantile"] = 0.97
-    raw["ood"]["chosen_on"] = ("validation split: 99% of in-distribution images stay under the energy threshold, "
-                               "97% under the feature threshold")
+    fitted = fit_mahalanobis(train_features, y_train, len(config.labels))
+    np.savez(config.folder / "ood_features.npz", **fitted)
+    return config.with_file("ood_features", "ood_features.npz").with_sections(
+        conformal=Conformal(method="split conformal, least ambiguous sets (score 1 - p of the true class)",
+                            coverage=coverage, threshold=round(fit_conformal_threshold(val_probs, y_val, coverage), 6),
+                            fitted_on="validation split, calibrated probabilities (mean over the served views)"),
+        ood=replace(config.ood, feature_score="Mahalanobis distance of the L2-normalised pooled features (mean over "
+                    "the served views) to the nearest class mean, shared covariance of the training features "
+                    "(squared, per dimension)",
+                    feature_threshold=round(float(np.quantile(mahalanobis_distance(val_features, fitted), 0.97)), 4),
+                    feature_quantile=0.97, chosen_on="validation split: 99% of in-distribution images stay under the "
+                    "energy threshold, 97% under the feature threshold"))
 
 
-def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Path]) -> dict:
+def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Path]) -> Metrics:
     """Fit the prior correction, the temperature, the conformal sets and the out-of-distribution thresholds on
     validation (the feature statistics on training images), then measure the test split (plain and with TTA,
     before and after); store all of it in config.json and the card. ``metrics.test`` is what
@@ -149,7 +150,7 @@ def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Pat
 
     config = read_config(out)
     split = load_split(config.file("split"))
-    label_of = {r.image_id: CODES.index(r.dx) for r in records}
+    label_of = {r.image_id: config.codes.index(r.dx) for r in records}
     ids = {s: sorted(i for i, v in split.items() if v == s and i in label_of) for s in ("train", "val", "test")}
     y = {s: np.array([label_of[i] for i in ids[s]]) for s in ids}
 
@@ -160,26 +161,24 @@ def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Pat
     _, train_view_features = predict_logits(classifier, [paths[i] for i in ids["train"]], with_features=True,
                                             per_view=True)
     val_features, train_features = val_view_features.mean(axis=1), train_view_features.mean(axis=1)
-    train_counts = np.bincount(y["train"], minlength=len(CODES))
+    train_counts = np.bincount(y["train"], minlength=len(config.codes))
     tau = fit_prior_correction(val_views, y["val"], train_counts)
     bias = np.round(prior_bias(tau, train_counts), 4)
     temperature = fit_temperature(val_views, y["val"], bias)
-    raw = config.raw
-    raw["calibration"] = {
-        "temperature": temperature, "class_bias": bias.tolist(), "prior_correction_tau": tau,
-        "fitted_on": "validation split, on the mean probabilities of the served views: class_bias = -tau * "
-                     "log(training class frequency) with tau maximising (accuracy + balanced accuracy) / 2, then "
-                     "the temperature minimising negative log-likelihood",
-    }
-    raw["ood"]["energy_threshold"] = energy_threshold(val_views, 0.99)
-    raw["ood"]["energy_quantile"] = 0.99
-    fit_uncertainty(out, raw, mean_probabilities(val_views, temperature, bias), y["val"], train_features,
-                    y["train"], val_features)
-    add_evidence(out, raw, records, paths, ids, (train_view_features, val_view_features), y, train_counts)
-    if "quantization" in raw.get("serving", {}):
-        raw["serving"]["quantization"]["val_top1_agreement_with_float"] = _float_agreement(
-            out, val_paths, val_views[:, 0])
-    write_config(out, raw)
+    config = config.with_sections(
+        calibration=Calibration(temperature=temperature, class_bias=tuple(bias.tolist()), prior_correction_tau=tau,
+                                fitted_on="validation split, on the mean probabilities of the served views: "
+                                "class_bias = -tau * log(training class frequency) with tau maximising (accuracy + "
+                                "balanced accuracy) / 2, then the temperature minimising negative log-likelihood"),
+        ood=replace(config.ood, energy_threshold=energy_threshold(val_views, 0.99), energy_quantile=0.99))
+    config = fit_uncertainty(config, mean_probabilities(val_views, temperature, bias), y["val"], train_features,
+                             y["train"], val_features)
+    config = add_evidence(config, records, paths, ids, (train_view_features, val_view_features), y, train_counts)
+    quantization = config.serving.quantization
+    if quantization is not None:
+        config = config.with_sections(serving=replace(config.serving, quantization=replace(
+            quantization, val_top1_agreement_with_float=_float_agreement(out, val_paths, val_views[:, 0]))))
+    write_config(config)
     classifier = Classifier(out)  # with the fitted uncertainty
 
     started = time.time()
@@ -196,31 +195,28 @@ def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Pat
         return measure(classifier.config, view_logits, y["test"], test_features, classifier.feature_statistics)
 
     test_metrics, tta_metrics = measured(plain), measured(test_tta)
-    uncalibrated, temperature_only = (classification_metrics(mean_probabilities(plain, t), y["test"], CODES)
+    uncalibrated, temperature_only = (classification_metrics(mean_probabilities(plain, t), y["test"], config.codes)
                                       for t in (1.0, plain_temperature))
     headline = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc", "melanoma_recall", "nll", "ece")
-    raw["metrics"] = {
-        "split": "test",
-        "n": test_metrics["n"],
-        "test": test_metrics,
-        "test_tta": {k: tta_metrics[k] for k in headline},
-        "test_without_prior_correction": {k: temperature_only[k] for k in headline},
-        "calibration": {"temperature": temperature, "prior_correction_tau": tau,
-                        "before": {k: uncalibrated[k] for k in ("nll", "ece")},
-                        "after": {k: test_metrics[k] for k in ("nll", "ece")}},
-        "tta_seconds_per_image_eval": round(seconds / max(len(ids["test"]), 1), 4),
-        "measured_with": "python -m classifier evaluate --model model --data DATA --split test",
-    }
-    write_config(out, raw)
-    write_model_card(out)
-    return raw["metrics"]
+    config = config.with_sections(metrics=Metrics(
+        split="test", n=test_metrics["n"], test=test_metrics,
+        test_tta={k: tta_metrics[k] for k in headline if k in tta_metrics},
+        test_without_prior_correction={k: temperature_only[k] for k in headline if k in temperature_only},
+        calibration={"temperature": temperature, "prior_correction_tau": tau,
+                     "before": {k: uncalibrated[k] for k in ("nll", "ece")},
+                     "after": {k: test_metrics[k] for k in ("nll", "ece")}},
+        tta_seconds_per_image_eval=round(seconds / max(len(ids["test"]), 1), 4),
+        measured_with="python -m classifier evaluate --model model --data DATA --split test"))
+    write_config(config)
+    write_model_card(config)
+    return config.metrics
 
 
-def add_evidence(out: Path, raw: dict, records: list[Record], paths: dict[str, Path], ids: dict, view_features,
-                 y: dict, train_counts: np.ndarray) -> None:
+def add_evidence(config: ModelConfig, records: list[Record], paths: dict[str, Path], ids: dict, view_features,
+                 y: dict, train_counts: np.ndarray) -> ModelConfig:
     """The similar-cases index (one image per training lesion), the patient-context head (trained on the
     training split's features and metadata, calibrated on validation) and the learned lesion-size check, written
-    into ``out`` and ``raw``."""
+    into the folder; returns the config that lists them."""
     from classifier.api import Classifier
     from classifier.context import encode_many
     from classifier.training.context_head import averaged_head, calibrate, write_head
@@ -228,18 +224,18 @@ def add_evidence(out: Path, raw: dict, records: list[Record], paths: dict[str, P
     from classifier.training.similar_index import write_index
 
     train_views, val_views = view_features
-    write_index(out, raw, train_views.mean(axis=1), ids["train"], records, paths)
+    config = write_index(config, train_views.mean(axis=1), ids["train"], records, paths)
     by_id = {r.image_id: r for r in records}
 
     def context_of(split):
         chosen = [by_id[i] for i in ids[split]]
         return encode_many([r.age for r in chosen], [r.sex for r in chosen], [r.localization for r in chosen])
 
-    head = averaged_head(train_views, context_of("train"), y["train"], len(raw["labels"]))
-    write_head(out, raw, head, calibrate(head, val_views, context_of("val"), y["val"], train_counts))
-    probe = build_probe(Classifier(out), [paths[i] for i in ids["train"]], train_views.mean(axis=1),
+    head = averaged_head(train_views, context_of("train"), y["train"], len(config.labels))
+    config = write_head(config, head, calibrate(head, val_views, context_of("val"), y["val"], train_counts))
+    probe = build_probe(Classifier(config.folder), [paths[i] for i in ids["train"]], train_views.mean(axis=1),
                         [paths[i] for i in ids["val"]], val_views.mean(axis=1), images=min(2000, len(ids["train"])))
-    write_probe(out, raw, probe, probe["note"])
+    return write_probe(config, probe, probe["note"])
 
 
 def _float_agreement(out: Path, paths: list[Path], litert_logits: np.ndarray) -> float:
@@ -295,16 +291,15 @@ def export_keras_folder(source: Path, out: Path, records: list[Record], paths: d
 
     config = read_config(source)
     model = keras.models.load_model(config.file("keras"), safe_mode=True, compile=False)
-    raw = base_config(config.raw["training"])
-    raw["training"] = config.raw["training"]
+    document = base_config(config.to_dict()["training"])
     split = config.file("split")
     if split is not None and Path(out).resolve() != Path(source).resolve():
         Path(out).mkdir(parents=True, exist_ok=True)
         shutil.copy(split, Path(out) / "split.json")
     if quantize and split is None:
         raise FileNotFoundError(f"{source}: no split.json, so no training images to quantize with; export with --float")
-    images = calibration_images(records, paths, load_split(split), raw["input"]["size"]) if quantize else None
-    write_model_files(model, Path(out), raw, Path(out) / "split.json" if split is not None else None, images)
+    images = calibration_images(records, paths, load_split(split), config.input.size) if quantize else None
+    write_model_files(model, Path(out), document, Path(out) / "split.json" if split is not None else None, images)
     keras.backend.clear_session()
     calibrate_and_measure(Path(out), records, paths)
     return Path(out)

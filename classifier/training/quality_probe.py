@@ -23,13 +23,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
 
+from classifier.config_sections import SizeProbeSettings
 from classifier.errors import exit_status
-from classifier.model_folder import file_entry, read_config, write_config
+from classifier.model_folder import ModelConfig, read_config, write_config
 
 PROBE_NAME = "quality_probe.npz"
 SMALL_AREAS = (0.03, 0.15)  # "from farther away": the picture's share of the frame
@@ -107,15 +109,18 @@ def fit_probe(normal: np.ndarray, farther: np.ndarray, val_normal: np.ndarray, v
     return {"weights": weights, "bias": bias, "threshold": round(max(ordinary, fair), 4)}
 
 
-def write_probe(folder: Path, raw: dict, probe: dict, note: dict) -> None:
-    np.savez(folder / PROBE_NAME, weights=probe["weights"], bias=np.float32(probe["bias"]))
-    raw["files"]["quality_probe"] = file_entry(folder, PROBE_NAME)
-    raw["quality"] = {"lesion_small_probe": {
-        "threshold": probe["threshold"],
-        "score": "logistic-regression logit on the L2-normalised mean pooled features of the served views",
-        "threshold_from": f"validation split: the higher of {FALSE_ALARM_QUANTILE:.1%} of ordinary pictures below "
-                          f"and {FAIR_QUANTILE:.0%} of 500 pictures pasted at {FAIR_AREAS[0]:.0%}-{FAIR_AREAS[1]:.0%} "
-                          "of the frame below", **note}}
+def write_probe(config: ModelConfig, probe: dict, note: dict) -> ModelConfig:
+    """Write ``quality_probe.npz`` into the config's folder; returns the config with it and its section (``note``:
+    ``training_images`` and ``seconds``)."""
+    np.savez(config.folder / PROBE_NAME, weights=probe["weights"], bias=np.float32(probe["bias"]))
+    settings = SizeProbeSettings(
+        threshold=probe["threshold"],
+        score="logistic-regression logit on the L2-normalised mean pooled features of the served views",
+        threshold_from=f"validation split: the higher of {FALSE_ALARM_QUANTILE:.1%} of ordinary pictures below "
+                       f"and {FAIR_QUANTILE:.0%} of 500 pictures pasted at {FAIR_AREAS[0]:.0%}-{FAIR_AREAS[1]:.0%} "
+                       "of the frame below", **note)
+    return config.with_file("quality_probe", PROBE_NAME).with_sections(
+        quality=replace(config.quality, lesion_small_probe=settings))
 
 
 def build_probe(classifier, train_paths: list[Path], train_features: np.ndarray, val_paths: list[Path],
@@ -157,10 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = round(time.time() - started)
     print(f"threshold {probe['threshold']} ({seconds} s)", file=sys.stderr)
     if args.write:
-        config = read_config(args.model)
-        raw = config.raw
-        write_probe(args.model, raw, probe, {**probe["note"], "seconds": seconds})
-        write_config(args.model, raw)
+        write_config(write_probe(read_config(args.model), probe, {**probe["note"], "seconds": seconds}))
         read_config(args.model)
         print(f"wrote {args.model / PROBE_NAME}", file=sys.stderr)
     return 0

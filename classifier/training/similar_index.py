@@ -15,14 +15,16 @@ import io
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from classifier.config_sections import SimilarCases
 from classifier.data import DataError, Record, read_metadata, resolve_images
 from classifier.errors import exit_status
-from classifier.model_folder import file_entry, read_config, write_config
+from classifier.model_folder import ModelConfig, read_config, write_config
 from classifier.preprocessing import load_and_prepare
 from classifier.similar import ATTRIBUTION, SimilarIndex
 
@@ -75,28 +77,22 @@ def index_arrays(features: np.ndarray, records: list[Record], paths: dict[str, P
     }
 
 
-def write_index(folder: Path, raw: dict, features: np.ndarray, image_ids, records: list[Record],
-                paths: dict[str, Path]) -> dict:
-    """Write ``similar_cases.npz`` into ``folder`` for the training images ``image_ids`` (one per lesion is
-    kept) with their mean pooled features (N, D); list it in ``raw`` (the config being written)."""
+def write_index(config: ModelConfig, features: np.ndarray, image_ids, records: list[Record],
+                paths: dict[str, Path]) -> ModelConfig:
+    """Write ``similar_cases.npz`` into the config's folder for the training images ``image_ids`` (one per
+    lesion is kept) with their mean pooled features (N, D); returns the config that lists it."""
     by_id = {r.image_id: r for r in records}
     image_ids = [str(i) for i in image_ids]
     chosen = one_per_lesion(image_ids, [by_id[i].lesion_id for i in image_ids])
-    codes = tuple(label["code"] for label in raw["labels"])
-    arrays = index_arrays(features[chosen], [by_id[image_ids[i]] for i in chosen], paths, codes)
-    np.savez(folder / INDEX_NAME, **arrays)
-    raw["files"]["similar_cases"] = file_entry(folder, INDEX_NAME)
-    raw["similar_cases"] = {
-        "k": DEFAULT_K,
-        "lesions": int(len(chosen)),
-        "from": "training split, the first image (by image id) of every lesion",
-        "features": f"mean pooled features of the served views, L2-normalised, PCA to {DIMENSIONS} dimensions, "
-                    "normalised again (float16)",
-        "distance": "cosine distance (1 - cosine similarity)",
-        "thumbnails": f"{THUMBNAIL[0]}x{THUMBNAIL[1]} JPEG (quality {THUMBNAIL_QUALITY}) of the model's view",
-        "attribution": ATTRIBUTION,
-    }
-    return raw["similar_cases"]
+    arrays = index_arrays(features[chosen], [by_id[image_ids[i]] for i in chosen], paths, config.codes)
+    np.savez(config.folder / INDEX_NAME, **arrays)
+    return config.with_file("similar_cases", INDEX_NAME).with_sections(similar_cases=SimilarCases(
+        k=DEFAULT_K, lesions=int(len(chosen)), from_="training split, the first image (by image id) of every lesion",
+        features=f"mean pooled features of the served views, L2-normalised, PCA to {DIMENSIONS} dimensions, "
+                 "normalised again (float16)",
+        distance="cosine distance (1 - cosine similarity)",
+        thumbnails=f"{THUMBNAIL[0]}x{THUMBNAIL[1]} JPEG (quality {THUMBNAIL_QUALITY}) of the model's view",
+        attribution=ATTRIBUTION))
 
 
 def load_cache_split(path: Path, split: str) -> dict[str, np.ndarray]:
@@ -112,11 +108,10 @@ def measure_vote(index: SimilarIndex, test: dict, train_counts: np.ndarray, fold
     """Balanced accuracy and malignant AUC of the k-nearest vote (divided by the training class prior) on the
     test split, beside the served softmax's (the cached logits with the folder's calibration)."""
     from classifier.explain import softmax
-    from classifier.reporting.metrics import classification_metrics, roc_auc
+    from classifier.reporting.metrics import classification_metrics, malignant_auc
 
     config = read_config(folder)
     codes = config.codes
-    malignant = np.array([label.malignant for label in config.labels])
     prior = train_counts / train_counts.sum()
     y = test["label"]
     features = test["features"].mean(axis=1)
@@ -126,10 +121,11 @@ def measure_vote(index: SimilarIndex, test: dict, train_counts: np.ndarray, fold
         m = classification_metrics(probs, y, codes)
         rows.append({"scorer": name, "accuracy": m["accuracy"], "balanced_accuracy": m["balanced_accuracy"],
                      "melanoma_recall": m["melanoma_recall"], "macro_auc": m["macro_auc"],
-                     "malignant_auc": round(roc_auc(malignant[y], probs[:, malignant].sum(axis=1)), 4),
+                     "malignant_auc": malignant_auc(probs, y, config.labels.malignant),
                      **({} if seconds is None else {"ms_per_image": round(seconds * 1000, 3)})})
 
-    served = softmax(test["logits"], config.temperature, np.array(config.class_bias)).mean(axis=1)
+    calibration = config.calibration
+    served = softmax(test["logits"], calibration.temperature, np.array(calibration.class_bias)).mean(axis=1)
     row("softmax as served", served)
     for k in ks:
         row(f"vote of the {k} nearest training lesions / class prior", index.vote(features, k, prior))
@@ -161,9 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         started = time.time()
         paths = resolve_images([r for r in records if r.image_id in set(train["image_id"])], args.data)
-        raw = config.raw
-        write_index(args.model, raw, train["features"].mean(axis=1), train["image_id"], records, paths)
-        write_config(args.model, raw)
+        write_config(write_index(config, train["features"].mean(axis=1), train["image_id"], records, paths))
         read_config(args.model)
         size = (args.model / INDEX_NAME).stat().st_size
         print(f"wrote {args.model / INDEX_NAME} ({size / 1e6:.1f} MB) in {time.time() - started:.0f} s",
@@ -176,13 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         rows = measure_vote(index, load_cache_split(args.features, "test"), counts, args.model)
         for line in rows:
             print(json.dumps(line))
-        raw = config.raw
-        raw["similar_cases"]["measured"] = {
+        write_config(config.with_sections(similar_cases=replace(config.similar_cases, measured={
             "split": "test", "measured_with": "python -m classifier.training.similar_index --model MODEL --data DATA "
                                               "--features FEATURES --measure",
             "softmax": rows[0], "vote_8": rows[1], "vote_16": rows[2], "vote_32": rows[3],
-            "retrieval_ms": rows[-1]["ms_per_image"]}
-        write_config(args.model, raw)
+            "retrieval_ms": rows[-1]["ms_per_image"]})))
     return 0
 
 
