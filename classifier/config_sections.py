@@ -5,7 +5,8 @@ every writer builds them and hands them to ``ModelConfig.with_sections``; ``clas
 checks and writes the file. This module holds no I/O.
 
 A section's fields are its JSON keys (``from_`` stands for ``from``). Keys this code does not name are kept in
-``extra`` and written back as they were read, so a section rewritten with ``dataclasses.replace`` keeps them.
+``extra`` and written back as they were read, so a section rewritten with ``dataclasses.replace`` keeps them; a
+field left None is written only if it was read (as null).
 Nested JSON (measured figures, training settings) is held read-only: objects as mappings, arrays as tuples.
 """
 
@@ -43,6 +44,7 @@ class Section:
     """One JSON object of config.json. ``nested``: the fields that hold a section of their own."""
 
     extra: Mapping = field(default_factory=lambda: EMPTY, kw_only=True, repr=False)
+    read: frozenset = field(default=frozenset(), kw_only=True, repr=False, compare=False)  # the keys read
     nested = MappingProxyType({})
 
     def __post_init__(self):  # a section built from plain dicts and lists holds them read-only too
@@ -55,18 +57,22 @@ class Section:
     def from_json(cls, value: Mapping | None, **typed):
         """The section of a JSON object; ``typed`` gives fields already checked and converted by the reader."""
         value = dict(value or {})
-        keys = {f.name: f.name.removesuffix("_") for f in fields(cls) if f.name != "extra"}
+        keys = {f.name: f.name.removesuffix("_") for f in fields(cls) if f.name not in ("extra", "read")}
         args = dict(typed)
         for name, key in keys.items():
             if name not in args and key in value:
                 nested = cls.nested.get(name)
                 args[name] = nested.from_json(value[key]) if nested and value[key] is not None else frozen(value[key])
-        return cls(**args, extra=frozen({k: v for k, v in value.items() if k not in keys.values()}))
+        return cls(**args, extra=frozen({k: v for k, v in value.items() if k not in keys.values()}),
+                   read=frozenset(value))
 
     def to_json(self) -> dict:
-        """The JSON object, fields left unset (None) left out."""
-        named = {f.name.removesuffix("_"): thawed(getattr(self, f.name)) for f in fields(self)
-                 if f.name != "extra" and getattr(self, f.name) is not None}
+        """The JSON object; a field left None is left out unless it was read."""
+        named = {}
+        for f in fields(self):
+            key, value = f.name.removesuffix("_"), getattr(self, f.name)
+            if f.name not in ("extra", "read") and (value is not None or key in self.read):
+                named[key] = thawed(value)
         return {**named, **thawed(self.extra)}
 
 
@@ -138,8 +144,8 @@ class Calibration(Section):
     prior_correction_tau: float | None = None
     fitted_on: str | None = None
 
-    def to_json(self) -> dict:  # no bias is written as none, as training writes a config before fitting one
-        return {k: v for k, v in super().to_json().items() if k != "class_bias" or any(v)}
+    def to_json(self) -> dict:  # a bias not read and all zero is none: as training writes it before fitting one
+        return {k: v for k, v in super().to_json().items() if k != "class_bias" or any(v) or k in self.read}
 
 
 @dataclass(frozen=True)
@@ -217,7 +223,7 @@ class Metrics(Section):
 
     def to_json(self) -> dict:
         named = super().to_json()
-        return named if self.test else {k: v for k, v in named.items() if k != "test"}
+        return named if self.test or "test" in self.read else {k: v for k, v in named.items() if k != "test"}
 
 
 @dataclass(frozen=True)

@@ -46,8 +46,7 @@ def write_random_model(out: Path, backbone: str = "tiny", size: int = 64, seed: 
     else:
         config = base_config(settings)
     out = Path(out)
-    write_model_files(model, out, config, split_path=None)
-    write_model_card(out)
+    write_model_card(write_model_files(model, out, config, split_path=None))
     return out
 
 

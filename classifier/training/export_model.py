@@ -42,7 +42,7 @@ def base_config(settings: dict, dropout: float = 0.3) -> dict:
             "normalization": "inside the model" + (": (x - 127) / 128" if settings["backbone"] == "lite1" else ""),
         },
         "labels": [{"code": c.code, "name": c.name, "malignant": c.malignant} for c in CLASSES],
-        "calibration": {"temperature": 1.0},
+        "calibration": {"temperature": 1.0, "fitted_on": None},
         "ood": {"score": "energy = -logsumexp(logits), the mean over the served views", "energy_threshold": None},
         "serving": {"views": list(SERVED_VIEWS), "runtime": "LiteRT (model.tflite), float32"},
         "tta": {"views": list(TTA_VIEWS)},
