@@ -20,6 +20,7 @@ def test_bundled_model_folder_is_valid_and_card_carries_its_metrics(bundled_mode
     assert config.files["split"].path == "split.json"
 
 
+@pytest.mark.slow  # minutes: every test-split image (about 1,500), eight views each
 def test_evaluate_on_the_test_split_reproduces_the_model_card(bundled_model_dir, ham_dir, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "classifier", "evaluate", "--model", str(bundled_model_dir), "--data", str(ham_dir),
