@@ -1,11 +1,13 @@
-"""Shared fixtures: a real (tiny, random-weight) model folder, the bundled model, the HAM10000 copy; and the
-test tiers. ``slow`` means: needs TensorFlow, a server (the fake Hub, Ray, the demo) or a browser. A test that
-uses a fixture in ``SLOW_FIXTURES`` is marked slow here, so the marker cannot be forgotten. ``pytest --fast``
-runs the rest, with TensorFlow and Keras made unimportable so that a test needing them fails loudly."""
+"""Shared fixtures: real (tiny, random-weight) model folders, the bundled model, the HAM10000 copy; and the
+test tiers. ``slow`` means: needs TensorFlow, a server (the fake Hub, Ray, the demo) or a browser, or takes minutes
+(evaluating the whole test split). A test that uses a fixture in ``SLOW_FIXTURES`` is marked slow here, so the
+marker cannot be forgotten. ``pytest --fast`` runs the rest, with TensorFlow and Keras made unimportable so that a
+test needing them fails loudly."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -47,26 +49,23 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    """A complete model folder written by the same code as training (64 px, random weights)."""
-    import keras
+    """A complete model folder written by the same code as training (EfficientNet-Lite1 at 64 px, random weights),
+    built with Keras in every session: for the tests that need Keras or the Lite1 export. A test that only serves
+    a model uses tiny_litert_dir."""
+    from scripts.make_tiny_model import write_random_model
 
-    from classifier.reporting.card import write_model_card
-    from classifier.training.export_model import base_config, write_model_files
-    from classifier.training.network import build_classifier
+    return write_random_model(tmp_path_factory.mktemp("tiny_model"), backbone="lite1")
 
-    keras.utils.set_random_seed(0)
-    model = build_classifier("lite1", 64, 7, imagenet=False)
-    # Random initial features are tiny: scale the head so that outputs differ between images and classes.
-    pooled = keras.Model(model.input, model.get_layer("pool").output).predict(
-        np.stack([lesion_like(64, seed=s) for s in range(4)]).astype("float32"), verbose=0)
-    rng = np.random.default_rng(0)
-    kernel = rng.normal(size=(pooled.shape[1], 7)) / (pooled.std() * np.sqrt(pooled.shape[1]) + 1e-12) * 3
-    model.get_layer("predictions").set_weights([kernel.astype("float32"), rng.normal(0, 0.5, 7).astype("float32")])
-    out = tmp_path_factory.mktemp("tiny_model")
-    settings = {"backbone": "lite1", "size": 64, "imagenet": False, "learning_rate": 1e-3, "batch_size": 8,
-                "epochs": 0, "lr_patience": 1, "stop_patience": 4}
-    write_model_card(write_model_files(model, out, base_config(settings), split_path=None))
-    return out
+
+@pytest.fixture(scope="session")
+def tiny_litert_dir(tmp_path_factory) -> Path:
+    """The committed tiny model folder, tests/fixtures/tiny_model (the tiny backbone at 64 px, random weights, a
+    float32 LiteRT graph; written by ``python -m scripts.make_tiny_model``): serving without TensorFlow. A copy
+    outside the repository, as a downloaded model would be, so the committed files stay as they are; a test that
+    writes into a model folder still copies it to tmp_path first."""
+    from scripts.make_tiny_model import FIXTURE
+
+    return Path(shutil.copytree(FIXTURE, tmp_path_factory.mktemp("tiny_litert") / "model"))
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,8 @@ from tests.conftest import lesion_like
 
 
 @pytest.fixture(scope="module")
-def classifier(tiny_model_dir):
-    return Classifier(tiny_model_dir)
+def classifier(tiny_litert_dir):
+    return Classifier(tiny_litert_dir)
 
 
 def test_all_classes_ordered_by_probability_with_top_k_cut(classifier):
@@ -86,15 +86,15 @@ def test_uniform_and_grey_images_get_a_warning_but_keep_their_probabilities(clas
     assert not any("uniform" in r or "colour" in r for r in classifier.classify(lesion_like(100)).warning_reasons)
 
 
-def test_temperature_from_config_is_applied(tiny_model_dir, tmp_path):
+def test_temperature_from_config_is_applied(tiny_litert_dir, tmp_path):
     folder = tmp_path / "m"
-    shutil.copytree(tiny_model_dir, folder)
+    shutil.copytree(tiny_litert_dir, folder)
     config = json.loads((folder / "config.json").read_text())
     bias = np.linspace(-1, 1, 7)
     config["calibration"].update(temperature=4.0, class_bias=bias.tolist())
     (folder / "config.json").write_text(json.dumps(config))
     image = lesion_like(64, seed=5)
-    plain, calibrated = Classifier(tiny_model_dir), Classifier(folder)
+    plain, calibrated = Classifier(tiny_litert_dir), Classifier(folder)
     from classifier.tta import views_of
 
     logits, _ = plain.logits(views_of(plain.prepare(image), plain.views()))  # the served views, averaged
@@ -117,11 +117,11 @@ def test_an_array_of_file_names_raises_image_error(classifier):
     assert isinstance(outcomes[0], ImageError) and outcomes[1].label in classifier.config.codes
 
 
-def test_json_names_the_models_own_malignant_classes_and_has_a_prediction_set_field(tiny_model_dir):
+def test_json_names_the_models_own_malignant_classes_and_has_a_prediction_set_field(tiny_litert_dir):
     from classifier.api import Classifier
     from tests.conftest import lesion_like
 
-    result = Classifier(tiny_model_dir).classify(lesion_like(100)).to_dict()
+    result = Classifier(tiny_litert_dir).classify(lesion_like(100)).to_dict()
     assert "(akiec, bcc, mel)" in result["malignant_note"]
     assert result["prediction_set"] == {"classes": None, "coverage": None, "statement": None}  # none fitted
 

@@ -34,15 +34,15 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.jpg"))
 
 
 @pytest.fixture(scope="module")
-def classifier(tiny_model_dir):
-    return load_classifier(str(tiny_model_dir))
+def classifier(tiny_litert_dir):
+    return load_classifier(str(tiny_litert_dir))
 
 
 @pytest.fixture(scope="module")
-def renamed_classifier(tiny_model_dir, tmp_path_factory):
+def renamed_classifier(tiny_litert_dir, tmp_path_factory):
     """The tiny model with other names, malignancy flags and test figures in its config.json."""
     folder = tmp_path_factory.mktemp("renamed") / "model"
-    shutil.copytree(tiny_model_dir, folder)
+    shutil.copytree(tiny_litert_dir, folder)
     config = json.loads((folder / "config.json").read_text())
     for label in config["labels"]:
         label["name"] = f"Renamed {label['code']}"

@@ -26,8 +26,8 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.jpg"))
 
 
 @pytest.fixture(scope="module")
-def classifier(tiny_model_dir):
-    return load_classifier(str(tiny_model_dir))
+def classifier(tiny_litert_dir):
+    return load_classifier(str(tiny_litert_dir))
 
 
 @pytest.fixture(scope="module")

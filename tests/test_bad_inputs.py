@@ -182,12 +182,11 @@ print(json.dumps(report))
         assert seconds < SECONDS and grown_mb < 50, (name, seconds, grown_mb)
 
 
-@pytest.mark.slow
-def test_classify_gives_a_prediction_or_an_image_error(corpus, tiny_model_dir):
+def test_classify_gives_a_prediction_or_an_image_error(corpus, tiny_litert_dir):
     from classifier.api import Classifier
 
     folder, cases = corpus
-    classifier = Classifier(tiny_model_dir)
+    classifier = Classifier(tiny_litert_dir)
     for name, case in cases.items():
         if case.accepted:
             prediction = classifier.classify(folder / name, top_k=2)
@@ -204,10 +203,9 @@ def run_predict(*argv, **env) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300, env=env)
 
 
-@pytest.mark.slow
-def test_cli_reports_every_file_and_goes_on(corpus, tiny_model_dir):
+def test_cli_reports_every_file_and_goes_on(corpus, tiny_litert_dir):
     folder, cases = corpus
-    done = run_predict(folder, "--model", tiny_model_dir)
+    done = run_predict(folder, "--model", tiny_litert_dir)
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
@@ -221,12 +219,11 @@ def test_cli_reports_every_file_and_goes_on(corpus, tiny_model_dir):
             assert set(record) == {"path", "error"} and case.message in record["error"]
 
 
-@pytest.mark.slow
-def test_cli_csv_has_an_error_column(corpus, tiny_model_dir):
+def test_cli_csv_has_an_error_column(corpus, tiny_litert_dir):
     import csv
 
     folder, cases = corpus
-    done = run_predict(folder, "--model", tiny_model_dir, "--format", "csv", "--top-k", "2")
+    done = run_predict(folder, "--model", tiny_litert_dir, "--format", "csv", "--top-k", "2")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "Research demo only" in done.stderr
     rows = list(csv.DictReader(done.stdout.splitlines()))
@@ -238,10 +235,9 @@ def test_cli_csv_has_an_error_column(corpus, tiny_model_dir):
             assert row["top2_code"] and 0 <= float(row["malignant_probability"]) <= 1
 
 
-@pytest.mark.slow
-def test_cli_exits_0_for_good_files_and_2_for_usage_and_model_errors(corpus, tiny_model_dir, tmp_path):
+def test_cli_exits_0_for_good_files_and_2_for_usage_and_model_errors(corpus, tiny_litert_dir, tmp_path):
     folder, _ = corpus
-    done = run_predict(folder / "good.jpg", folder / "exif6.jpg", "--model", tiny_model_dir, "--tta",
+    done = run_predict(folder / "good.jpg", folder / "exif6.jpg", "--model", tiny_litert_dir, "--tta",
                        "--heatmap-dir", tmp_path / "heat")
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in done.stdout.splitlines()]
@@ -249,19 +245,18 @@ def test_cli_exits_0_for_good_files_and_2_for_usage_and_model_errors(corpus, tin
     assert all(Path(r["heatmap_path"]).is_file() and r["heatmap"]["grid"] for r in records)
     assert Image.open(records[0]["heatmap_path"]).size == (64, 64)
     for argv in ([folder, "--model", tmp_path / "no_model"],
-                 [folder, "--model", tiny_model_dir, "--top-k", "99"]):
+                 [folder, "--model", tiny_litert_dir, "--top-k", "99"]):
         done = run_predict(*argv)
         assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith("error: ")
         assert "Traceback" not in done.stderr and not done.stdout
 
 
-@pytest.mark.slow
-def test_cli_gives_paths_that_are_no_files_an_error_row_and_classifies_the_rest(corpus, tiny_model_dir, tmp_path):
+def test_cli_gives_paths_that_are_no_files_an_error_row_and_classifies_the_rest(corpus, tiny_litert_dir, tmp_path):
     folder, _ = corpus
     pipe = tmp_path / "pipe.jpg"
     os.mkfifo(pipe)
     paths = [folder / "good.jpg", tmp_path / "missing.jpg", pipe, folder / "rgba.png"]
-    done = run_predict(*paths, "--model", tiny_model_dir)
+    done = run_predict(*paths, "--model", tiny_litert_dir)
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr and "summary: 4 images, 2 errors" in done.stderr
     records = {r["path"]: r for r in map(json.loads, done.stdout.splitlines())}
@@ -271,8 +266,7 @@ def test_cli_gives_paths_that_are_no_files_an_error_row_and_classifies_the_rest(
     assert "label" in records[str(folder / "good.jpg")] and "label" in records[str(folder / "rgba.png")]
 
 
-@pytest.mark.slow
-def test_cli_csv_writes_every_row_when_a_file_name_is_not_utf8(tmp_path, tiny_model_dir):
+def test_cli_csv_writes_every_row_when_a_file_name_is_not_utf8(tmp_path, tiny_litert_dir):
     """File names that are not valid UTF-8 (here Latin-1 "café") are written with \\xNN escapes on a strict
     UTF-8 stdout, as on an ordinary desktop, instead of ending the run in a traceback; JSON escapes them itself."""
     import csv
@@ -282,13 +276,13 @@ def test_cli_csv_writes_every_row_when_a_file_name_is_not_utf8(tmp_path, tiny_mo
     for name in names:
         with open(os.path.join(os.fsencode(tmp_path), name), "wb") as f:
             f.write(b"notes, not a picture" if b"notes" in name else good)
-    done = run_predict(tmp_path, "--model", tiny_model_dir, "--format", "csv", PYTHONIOENCODING="utf-8")
+    done = run_predict(tmp_path, "--model", tiny_litert_dir, "--format", "csv", PYTHONIOENCODING="utf-8")
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     rows = list(csv.DictReader(done.stdout.splitlines()))
     assert [Path(row["path"]).name for row in rows] == ["a.jpg", "caf\\xe9 notes.jpg", "caf\\xe9.jpg", "z.jpg"]
     assert rows[1]["error"] == "caf\\xe9 notes.jpg: this is a text file, not an image"
     assert all(row["label"] for row in rows if row is not rows[1])
-    done = run_predict(tmp_path, "--model", tiny_model_dir, PYTHONIOENCODING="utf-8")
+    done = run_predict(tmp_path, "--model", tiny_litert_dir, PYTHONIOENCODING="utf-8")
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     records = [json.loads(line) for line in done.stdout.splitlines()]
     assert [os.fsencode(Path(r["path"]).name) for r in records] == names  # the exact names, escaped by JSON

@@ -16,8 +16,8 @@ from tests.app_helpers import jpeg_bytes
 
 
 @pytest.fixture(scope="module")
-def classifier(tiny_model_dir):
-    return load_classifier(str(tiny_model_dir))
+def classifier(tiny_litert_dir):
+    return load_classifier(str(tiny_litert_dir))
 
 
 def make_zip(path: Path, entries: dict[str, bytes]) -> Path:

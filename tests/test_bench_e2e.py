@@ -14,9 +14,9 @@ from classifier.reporting.benchmark import generate_images
 pytestmark = pytest.mark.slow
 
 
-def test_end_to_end_figures_and_their_breakdown(tiny_model_dir, tmp_path):
+def test_end_to_end_figures_and_their_breakdown(tiny_litert_dir, tmp_path):
     runs = 4
-    results = bench_e2e.run_e2e(tiny_model_dir, generate_images(tmp_path, 3), runs=runs, concurrency=2,
+    results = bench_e2e.run_e2e(tiny_litert_dir, generate_images(tmp_path, 3), runs=runs, concurrency=2,
                                 log=lambda message: None)
     for endpoint in bench_e2e.ENDPOINTS:
         measured = results["end_to_end"][endpoint]

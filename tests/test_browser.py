@@ -31,8 +31,8 @@ def serving(model_dir):
 
 
 @pytest.fixture(scope="module")
-def served(tiny_model_dir):
-    yield from serving(tiny_model_dir)
+def served(tiny_litert_dir):
+    yield from serving(tiny_litert_dir)
 
 
 @pytest.fixture(scope="module")

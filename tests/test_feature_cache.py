@@ -102,11 +102,11 @@ def test_serve_and_score_fits_on_validation_and_reports_the_criterion():
     assert test["accuracy"] == 0.0 and test["tau"] == scored["tau"]
 
 
-def test_view_outputs_match_the_served_batch_path(tiny_model_dir):
+def test_view_outputs_match_the_served_batch_path(tiny_litert_dir):
     from classifier.api import Classifier
     from classifier.training.feature_cache import view_outputs
 
-    classifier = Classifier(tiny_model_dir)
+    classifier = Classifier(tiny_litert_dir)
     images = [lesion_like(80, seed=s) for s in range(3)]
     logits, features = view_outputs(classifier, images, tuple(VIEWS), batch_size=16)
     served = list(classifier.run_each(images, views=tuple(VIEWS), batch_size=16))

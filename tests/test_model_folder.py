@@ -17,9 +17,9 @@ from tests.conftest import BUNDLED_MODEL, ROOT
 
 
 @pytest.fixture
-def folder(tiny_model_dir, tmp_path):
+def folder(tiny_litert_dir, tmp_path):
     copy = tmp_path / "model"
-    shutil.copytree(tiny_model_dir, copy)
+    shutil.copytree(tiny_litert_dir, copy)
     return copy
 
 

@@ -87,16 +87,16 @@ def summary_images(stderr: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def local_rows(archive, tiny_model_dir) -> list[dict]:
-    done = subprocess.run([sys.executable, "-m", "classifier", "predict", archive, "--model", tiny_model_dir],
+def local_rows(archive, tiny_litert_dir) -> list[dict]:
+    done = subprocess.run([sys.executable, "-m", "classifier", "predict", archive, "--model", tiny_litert_dir],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stderr  # the broken files fail
     return json_lines(done.stdout)
 
 
-def test_ray_engine_gives_the_local_engines_rows_errors_included(archive, tiny_model_dir, local_rows, local_ray,
+def test_ray_engine_gives_the_local_engines_rows_errors_included(archive, tiny_litert_dir, local_rows, local_ray,
                                                                   capsys, tmp_path):
-    status, out, err = predict(capsys, archive, "--engine", "ray", "--model", tiny_model_dir,
+    status, out, err = predict(capsys, archive, "--engine", "ray", "--model", tiny_litert_dir,
                                "--out", tmp_path / "ray.jsonl")
     assert status == 1 and not out and "Traceback" not in err
     rows = json_lines((tmp_path / "ray.jsonl").read_text())
@@ -137,7 +137,7 @@ def test_ray_engine_gives_the_local_engines_records_with_patient_context(bundled
             assert all(r["context"] == {"age": 62.5, "sex": "female", "site": "lower extremity"} for r in local)
 
 
-def test_paths_that_are_no_files_get_the_same_error_rows_from_both_engines(archive, tiny_model_dir, local_ray,
+def test_paths_that_are_no_files_get_the_same_error_rows_from_both_engines(archive, tiny_litert_dir, local_ray,
                                                                            capsys, tmp_path):
     """A missing path, or a pipe, is an error row in its place and the other images are classified, exit 1; a
     folder's files come sorted in its place, and a file given twice gets two rows. A file name that is not valid
@@ -152,7 +152,7 @@ def test_paths_that_are_no_files_get_the_same_error_rows_from_both_engines(archi
     expected = [str(p) for p in paths[:2] + odd + paths[3:]]
     rows = {}
     for engine in ("local", "ray"):
-        status, out, err = predict(capsys, *paths, "--engine", engine, "--model", tiny_model_dir)
+        status, out, err = predict(capsys, *paths, "--engine", engine, "--model", tiny_litert_dir)
         assert status == 1 and "Traceback" not in err and f"summary: {len(expected)} images, " in err, err
         rows[engine] = json_lines(out)
         assert [r["path"] for r in rows[engine]] == expected, engine
@@ -164,18 +164,18 @@ def test_paths_that_are_no_files_get_the_same_error_rows_from_both_engines(archi
     utf8 = where[str(not_utf8)]
     assert "--engine ray reads only file names that are valid UTF-8" in ray[utf8]["error"]
     assert_close(local[:utf8] + local[utf8 + 1:], ray[:utf8] + ray[utf8 + 1:])
-    status, _, err = predict(capsys, *paths, "--engine", "ray", "--model", tiny_model_dir, "--out",
+    status, _, err = predict(capsys, *paths, "--engine", "ray", "--model", tiny_litert_dir, "--out",
                              tmp_path / "ray.csv")
     assert status == 1, err
     assert [r["path"] for r in csv.DictReader((tmp_path / "ray.csv").read_text().splitlines())] == [
         printable(path) for path in expected]
 
 
-def test_ray_engine_csv_on_stdout_and_uris(archive, tiny_model_dir, local_ray, capsys):
-    status, local_csv, _ = predict(capsys, archive, "--model", tiny_model_dir, "--format", "csv", "--top-k", "2")
+def test_ray_engine_csv_on_stdout_and_uris(archive, tiny_litert_dir, local_ray, capsys):
+    status, local_csv, _ = predict(capsys, archive, "--model", tiny_litert_dir, "--format", "csv", "--top-k", "2")
     assert status == 1
     uri = archive.as_uri()  # file:///...: read through the same URI code as s3:// or hf://
-    status, ray_csv, err = predict(capsys, uri, "--engine", "ray", "--model", tiny_model_dir, "--format", "csv",
+    status, ray_csv, err = predict(capsys, uri, "--engine", "ray", "--model", tiny_litert_dir, "--format", "csv",
                                    "--top-k", "2")
     assert status == 1, err
     local, ray = list(csv.DictReader(local_csv.splitlines())), list(csv.DictReader(ray_csv.splitlines()))
@@ -191,7 +191,7 @@ def test_ray_engine_csv_on_stdout_and_uris(archive, tiny_model_dir, local_ray, c
     assert {"probability_mel", "malignant_probability", "top2_code", "error"} <= set(local[0])
 
 
-def test_ray_engine_resumes_a_parquet_output(archive, tiny_model_dir, local_rows, local_ray, capsys, tmp_path):
+def test_ray_engine_resumes_a_parquet_output(archive, tiny_litert_dir, local_rows, local_ray, capsys, tmp_path):
     pyarrow_parquet = pytest.importorskip("pyarrow.parquet")
     partial = tmp_path / "archive"
     shutil.copytree(archive, partial)
@@ -199,12 +199,12 @@ def test_ray_engine_resumes_a_parquet_output(archive, tiny_model_dir, local_rows
     for path in later:
         path.rename(tmp_path / path.name)
     out = tmp_path / "scores.parquet"
-    status, _, err = predict(capsys, partial, "--engine", "ray", "--model", tiny_model_dir, "--out", out)
+    status, _, err = predict(capsys, partial, "--engine", "ray", "--model", tiny_litert_dir, "--out", out)
     assert status == 1 and summary_images(err) == len(local_rows) - len(later)
     for path in later:
         (tmp_path / path.name).rename(path)
     (partial / "odd" / "good.jpg").write_bytes(b"")  # scored already: not read again, so no new error for it
-    status, _, err = predict(capsys, partial, "--engine", "ray", "--model", tiny_model_dir, "--out", out)
+    status, _, err = predict(capsys, partial, "--engine", "ray", "--model", tiny_litert_dir, "--out", out)
     assert status == 0, err  # only the held-back images were scored, and they are all good
     assert summary_images(err) == len(later) and f"{len(local_rows) - len(later)} of {len(local_rows)}" in err
     assert len(list(out.glob("part-*.parquet"))) == 2
@@ -221,17 +221,17 @@ def test_ray_engine_resumes_a_parquet_output(archive, tiny_model_dir, local_rows
             assert math.isclose(row["probability_nv"], record["probabilities"]["nv"], abs_tol=TOLERANCE)
 
 
-def test_local_engine_out_resumes_after_a_cut_off_line(archive, tiny_model_dir, local_rows, capsys, tmp_path):
+def test_local_engine_out_resumes_after_a_cut_off_line(archive, tiny_litert_dir, local_rows, capsys, tmp_path):
     out = tmp_path / "scores.jsonl"
-    status, stdout, err = predict(capsys, archive, "--model", tiny_model_dir, "--out", out)
+    status, stdout, err = predict(capsys, archive, "--model", tiny_litert_dir, "--out", out)
     assert status == 1 and not stdout and summary_images(err) == len(local_rows)
     assert json_lines(out.read_text()) == local_rows
     text = out.read_text()
     out.write_text(text[:len(text) - len(text.splitlines()[-1]) // 2 - 1])  # a run stopped mid-line
-    status, _, err = predict(capsys, archive, "--model", tiny_model_dir, "--out", out)
+    status, _, err = predict(capsys, archive, "--model", tiny_litert_dir, "--out", out)
     assert summary_images(err) == 1  # the cut-off row again, nothing else
     assert json_lines(out.read_text()) == local_rows
-    status, _, err = predict(capsys, archive, "--model", tiny_model_dir, "--out", out)
+    status, _, err = predict(capsys, archive, "--model", tiny_litert_dir, "--out", out)
     assert status == 0 and summary_images(err) == 0
 
 
@@ -244,7 +244,7 @@ def out_paths(out: Path) -> list[str]:
     return pytest.importorskip("pyarrow.parquet").read_table(out).column("path").to_pylist()
 
 
-def test_rows_follow_the_inputs_in_every_format(archive, tiny_model_dir, capsys, tmp_path):
+def test_rows_follow_the_inputs_in_every_format(archive, tiny_litert_dir, capsys, tmp_path):
     """One row per input, in input order: a folder's files sorted in its place, error rows in place (a missing
     file, broken files), on stdout (JSON lines and CSV) and in --out .jsonl, .csv and .parquet; a resumed --out
     gets the inputs it lacks appended in input order."""
@@ -253,7 +253,7 @@ def test_rows_follow_the_inputs_in_every_format(archive, tiny_model_dir, capsys,
     odd = [str(f) for f in sorted((archive / "odd").iterdir())]
     inputs = [archive / "lesion_03.jpg", missing, archive / "odd", broken, archive / "lesion_00.png"]
     expected = [str(inputs[0]), str(missing), *odd, str(broken), str(inputs[4])]
-    model = ("--model", tiny_model_dir)
+    model = ("--model", tiny_litert_dir)
 
     status, out, err = predict(capsys, *inputs, *model)
     assert status == 1 and summary_images(err) == len(expected)
@@ -278,9 +278,9 @@ def test_rows_follow_the_inputs_in_every_format(archive, tiny_model_dir, capsys,
     assert json_lines((tmp_path / "fresh.jsonl").read_text()) == rows
 
 
-def test_out_csv_keeps_its_columns_and_other_misuse_is_an_error(archive, tiny_model_dir, capsys, tmp_path):
+def test_out_csv_keeps_its_columns_and_other_misuse_is_an_error(archive, tiny_litert_dir, capsys, tmp_path):
     out = tmp_path / "scores.csv"
-    status, _, _ = predict(capsys, archive / "odd", "--model", tiny_model_dir, "--out", out, "--top-k", "2")
+    status, _, _ = predict(capsys, archive / "odd", "--model", tiny_litert_dir, "--out", out, "--top-k", "2")
     assert status == 1 and out.read_text().startswith("path,label,top1_code,top1_probability,top2_code,")
     for argv, message in [
         (["--out", out, "--top-k", "3"], "has other columns"),
@@ -290,18 +290,18 @@ def test_out_csv_keeps_its_columns_and_other_misuse_is_an_error(archive, tiny_mo
         (["--engine", "ray", "--tta"], "--engine local only"),
         (["--engine", "ray", "--address", "auto", "--num-cpus", "1"], "sizes a local Ray"),
     ]:
-        status, stdout, err = predict(capsys, archive / "odd", "--model", tiny_model_dir, *argv)
+        status, stdout, err = predict(capsys, archive / "odd", "--model", tiny_litert_dir, *argv)
         assert status == 2 and not stdout and err.strip().splitlines()[-1].startswith("error: "), argv
         assert message in err, (argv, err)
 
 
-def test_local_engine_writes_parquet_without_tensorflow(archive, tiny_model_dir, tmp_path):
+def test_local_engine_writes_parquet_without_tensorflow(archive, tiny_litert_dir, tmp_path):
     pyarrow_parquet = pytest.importorskip("pyarrow.parquet")
     report = "import sys; from classifier.cli import main; status = main(sys.argv[1:]); print(status, " \
              "'tensorflow' in sys.modules)"
     out = tmp_path / "odd.parquet"
     done = subprocess.run([sys.executable, "-c", report, "predict", str(archive / "odd"), "--model",
-                           str(tiny_model_dir), "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
+                           str(tiny_litert_dir), "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
     assert done.stdout.split() == ["1", "False"], done.stderr  # some files fail; the serving path has no TensorFlow
     rows = pyarrow_parquet.read_table(out).to_pylist()
@@ -312,23 +312,23 @@ def test_local_engine_writes_parquet_without_tensorflow(archive, tiny_model_dir,
                < 1e-3 for row in rows if row["label"])
 
 
-def test_missing_ray_is_a_clear_error(archive, tiny_model_dir):
+def test_missing_ray_is_a_clear_error(archive, tiny_litert_dir):
     hide_ray = ("import sys; sys.modules['ray'] = None; from classifier.cli import main; "
                 "sys.exit(main(sys.argv[1:]))")
     done = subprocess.run([sys.executable, "-c", hide_ray, "predict", str(archive), "--engine", "ray", "--model",
-                           str(tiny_model_dir)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+                           str(tiny_litert_dir)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and not done.stdout
     assert done.stderr.strip() == ("error: --engine ray needs Ray, which is not installed: "
                                    "pip install -r requirements-scale.txt")
 
 
 @pytest.mark.slow
-def test_cli_starts_and_stops_its_own_ray(archive, tiny_model_dir, local_rows):
+def test_cli_starts_and_stops_its_own_ray(archive, tiny_litert_dir, local_rows):
     """No --address and no RAY_ADDRESS: the command starts a local Ray, uses it and shuts it down."""
     ray_or_skip()
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     done = subprocess.run([sys.executable, "-m", "classifier", "predict", str(archive / "odd"), "--engine", "ray",
-                           "--num-cpus", "1", "--model", str(tiny_model_dir)], cwd=ROOT, capture_output=True,
+                           "--num-cpus", "1", "--model", str(tiny_litert_dir)], cwd=ROOT, capture_output=True,
                           text=True, timeout=300, env=env)
     assert done.returncode == 1, done.stderr
     expected = [r for r in local_rows if Path(r["path"]).parent.name == "odd"]

@@ -64,7 +64,7 @@ def test_litert_and_keras_runtimes_agree(model, images, request):
         assert mean <= INT8_MEAN_TOLERANCE and same_top >= INT8_SAME_TOP
 
 
-def test_serving_path_does_not_import_tensorflow(tiny_model_dir):
+def test_serving_path_does_not_import_tensorflow(tiny_litert_dir):
     script = (
         "import sys\n"
         "import numpy as np\n"
@@ -75,7 +75,7 @@ def test_serving_path_does_not_import_tensorflow(tiny_model_dir):
         "print(classifier.runtime.name, prediction.label, ','.join(heavy) or '-')\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "CLASSIFIER_RUNTIME"}
-    done = subprocess.run([sys.executable, "-c", script, str(tiny_model_dir)], cwd=ROOT, capture_output=True,
+    done = subprocess.run([sys.executable, "-c", script, str(tiny_litert_dir)], cwd=ROOT, capture_output=True,
                           text=True, timeout=120, env={**env, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
     runtime, label, heavy = done.stdout.split()

@@ -13,9 +13,9 @@ def test_compare_checkpoints_names_a_folder_that_is_not_a_training_run(tmp_path)
     assert "not a training run (no state.json)" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_compare_serving_names_a_missing_model_or_one_without_a_split(tmp_path, tiny_model_dir):
+def test_compare_serving_names_a_missing_model_or_one_without_a_split(tmp_path, tiny_litert_dir):
     for folder, message in ((tmp_path / "none", "model folder does not exist"),
-                            (tiny_model_dir, "no split.json")):
+                            (tiny_litert_dir, "no split.json")):
         done = subprocess.run([sys.executable, "scripts/compare_serving.py", "--models", str(folder),
                                "--data", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert done.returncode == 2, done.stderr

@@ -18,8 +18,8 @@ from tests.conftest import lesion_like
 
 
 @pytest.fixture(scope="module")
-def classifier(tiny_model_dir):
-    return load_classifier(str(tiny_model_dir))
+def classifier(tiny_litert_dir):
+    return load_classifier(str(tiny_litert_dir))
 
 
 def test_every_way_in_is_capped_before_decoding(classifier, tmp_path):
