@@ -208,7 +208,7 @@ class FileEntry(Section):
 @dataclass(frozen=True)
 class Metrics(Section):
     """``metrics``: the figures measured on the model, as the card and the page show them (each a mapping of
-    ``classifier.reporting.measure`` names, or None when not measured)."""
+    ``classifier.evaluation.measure`` names, or None when not measured)."""
 
     split: str | None = None
     n: int | None = None

@@ -1,5 +1,5 @@
 """The model in words, from its typed config: one source for the page's prose about the model and for the model
-card (``classifier.reporting.card``).
+card (``classifier.documents.card``).
 
 The first part takes a :class:`~classifier.model_folder.ModelConfig`: the model's name, version and training data,
 its headline figures, how a prediction is served, the training recipe and the command that reproduces it. The

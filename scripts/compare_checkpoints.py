@@ -28,10 +28,10 @@ def main(argv=None) -> int:
 
     from classifier.data import load_split, read_metadata, resolve_images
     from classifier.errors import ClassifierError
+    from classifier.evaluation.metrics import classification_metrics
     from classifier.labels import CODES
-    from classifier.reporting.metrics import classification_metrics
-    from classifier.training.fit import average_weights, load_arrays
-    from classifier.training.network import build_classifier
+    from classifier.training.fit import load_arrays
+    from classifier.training.network import average_weights, build_classifier
 
     state = json.loads((args.work / "state.json").read_text())
     settings = state["settings"]

@@ -35,15 +35,10 @@ def main(argv=None) -> int:
     from classifier.api import Classifier
     from classifier.data import load_split, read_metadata, resolve_images
     from classifier.errors import ClassifierError
+    from classifier.evaluation.fitting import fit_prior_correction, fit_temperature, mean_probabilities, prior_bias
+    from classifier.evaluation.measure import predict_logits
+    from classifier.evaluation.metrics import classification_metrics
     from classifier.labels import CODES
-    from classifier.reporting.evaluation import (
-        fit_prior_correction,
-        fit_temperature,
-        mean_probabilities,
-        predict_logits,
-        prior_bias,
-    )
-    from classifier.reporting.metrics import classification_metrics
     from classifier.tta import VIEWS
 
     try:

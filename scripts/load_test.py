@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 from classifier.data import HAM_DIR  # noqa: E402
 from classifier.errors import exit_status  # noqa: E402
-from classifier.reporting.benchmark_e2e import free_port, profiling, start_server, stop_server  # noqa: E402
+from scripts.bench_e2e import free_port, profiling, start_server, stop_server  # noqa: E402
 from scripts.soak import rss_mb  # noqa: E402
 
 HAM_IMAGES = HAM_DIR / "images_600x450"
@@ -87,7 +87,7 @@ def pick_images(folder: Path | None, count: int, tmp: Path) -> list[Path]:
         paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))[:count]
         if paths:
             return paths
-    from classifier.reporting.benchmark import generate_images
+    from classifier.evaluation.benchmark import generate_images
 
     return generate_images(tmp, count)
 

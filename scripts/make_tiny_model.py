@@ -30,8 +30,8 @@ def write_random_model(out: Path, backbone: str = "tiny", size: int = 64, seed: 
     ``size`` px, its head scaled so that outputs differ between images and classes."""
     import keras
 
+    from classifier.documents.card import write_model_card
     from classifier.labels import CODES
-    from classifier.reporting.card import write_model_card
     from classifier.training.export_model import base_config, write_model_files
     from classifier.training.network import build_classifier
 

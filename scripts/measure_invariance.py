@@ -1,5 +1,5 @@
 """Same lesion, same answer: how far the served prediction moves when the same test-split picture arrives turned or
-mirrored, or in another format, size, orientation tag or colour mode (classifier.reporting.robustness).
+mirrored, or in another format, size, orientation tag or colour mode (classifier.evaluation.robustness).
 
     .venv/bin/python -m scripts.measure_invariance --model model --data ../shared/data/ham10000 [--images 60]
         [--runtime litert|keras] [--tta] [--split val|test] [--out runs/invariance.json]
@@ -23,8 +23,8 @@ from PIL import Image
 from classifier.api import Classifier
 from classifier.data import load_split, read_metadata
 from classifier.errors import exit_status
+from classifier.evaluation.robustness import delivery_shifts, shift, summary, symmetry_shifts
 from classifier.model_options import add_model_arguments, open_model
-from classifier.reporting.robustness import delivery_shifts, shift, summary, symmetry_shifts
 
 
 def split_pictures(data: Path, split: dict[str, str], folder: str, count: int | None, part: str = "test") -> list[Path]:

@@ -101,8 +101,8 @@ def main(argv=None) -> int:
     if args.write:
         from dataclasses import replace
 
+        from classifier.documents.card import write_model_card
         from classifier.model_folder import write_config
-        from classifier.reporting.card import write_model_card
 
         config = classifier.config.with_sections(metrics=replace(classifier.config.metrics, ood=result))
         write_config(config)

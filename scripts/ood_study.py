@@ -23,7 +23,7 @@ def features_by_split(model: str, data: Path) -> dict[str, np.ndarray]:
 
     from classifier.api import Classifier
     from classifier.data import load_split, read_metadata, resolve_images
-    from classifier.reporting.evaluation import predict_logits
+    from classifier.evaluation.measure import predict_logits
 
     classifier = Classifier(model)
     records = read_metadata(data)

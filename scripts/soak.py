@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from classifier.errors import ArgumentError, exit_status
-from classifier.reporting.benchmark_e2e import free_port, start_server, stop_server
+from scripts.bench_e2e import free_port, start_server, stop_server
 
 ROOT = Path(__file__).resolve().parent.parent
 WARM_UP_S = 60.0

@@ -1,4 +1,4 @@
-"""``python -m classifier bench --part e2e``: the demo timed through gradio_client, and where the time goes."""
+"""``python -m scripts.bench_e2e``: the demo timed through gradio_client, and where the time goes."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 
 from classifier.commands import bench as command
 from classifier.errors import exit_status
-from classifier.reporting import benchmark_e2e as bench_e2e
-from classifier.reporting.benchmark import generate_images
+from classifier.evaluation.benchmark import generate_images
+from scripts import bench_e2e
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,9 @@ def test_end_to_end_figures_and_their_breakdown(tiny_litert_dir, tmp_path):
 def test_bench_command_checks_its_arguments(capsys):
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)
-    assert exit_status(command.run, parser.parse_args(["--part", "e2e", "--concurrency", "0"])) == 2
-    assert "--concurrency" in capsys.readouterr().err
+    assert exit_status(command.run, parser.parse_args(["--runs", "0"])) == 2
+    assert "--runs" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        parser.parse_args(["--part", "everything"])
+        parser.parse_args(["--part", "e2e"])  # the demo end to end is scripts/bench_e2e.py now
+    assert bench_e2e.main(["--concurrency", "0"]) == 2
+    assert "--concurrency" in capsys.readouterr().err

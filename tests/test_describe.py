@@ -7,7 +7,7 @@ import pytest
 
 from classifier.commands import describe as command
 from classifier.data import read_metadata, save_split
-from classifier.reporting.dataset_summary import age_summary, describe, describe_records
+from classifier.documents.dataset_summary import age_summary, describe, describe_records
 from tests.conftest import HAM_DIR
 
 HAM = HAM_DIR  # ../shared or HAM10000_DIR, as every test reads it

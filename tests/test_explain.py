@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from classifier.evaluation.fitting import energy_threshold, fit_temperature
 from classifier.explain import cam_heatmap, colourfulness, energy, image_check_reasons, softmax
-from classifier.reporting.evaluation import energy_threshold, fit_temperature
 from tests.conftest import lesion_like
 
 
@@ -29,7 +29,7 @@ def corner_evidence_model():
 
 @pytest.mark.slow
 def test_cam_peaks_where_the_evidence_is_and_logits_match_the_model():
-    from classifier.training.network import logits_and_cam_model
+    from classifier.runtime.keras import logits_and_cam_model
 
     model = corner_evidence_model()
     image = np.zeros((1, 64, 64, 3), np.float32)
@@ -84,7 +84,7 @@ def test_image_checks_flag_uniform_and_grey_images_only():
 
 
 def test_prior_correction_is_chosen_on_validation_and_helps_rare_classes():
-    from classifier.reporting.evaluation import fit_prior_correction
+    from classifier.evaluation.fitting import fit_prior_correction
 
     rng = np.random.default_rng(2)
     counts = np.array([900, 100])
@@ -104,7 +104,7 @@ def test_prior_correction_is_chosen_on_validation_and_helps_rare_classes():
 def test_fits_on_several_views_judge_the_mean_of_their_probabilities():
     """With per-view logits (N, V, K), the prior correction and the temperature are fitted on what is served:
     the mean of the views' probabilities. One view is the plain (N, K) case; noisy views averaged are better."""
-    from classifier.reporting.evaluation import fit_prior_correction
+    from classifier.evaluation.fitting import fit_prior_correction
 
     rng = np.random.default_rng(3)
     counts = np.array([900, 100])

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from classifier.preprocessing import load_and_prepare
-from classifier.reporting.robustness import (
+from classifier.evaluation.robustness import (
     SYMMETRIES,
     deliveries,
     delivery_shifts,
@@ -22,6 +21,7 @@ from classifier.reporting.robustness import (
     symmetric_copies,
     symmetry_shifts,
 )
+from classifier.preprocessing import load_and_prepare
 from tests.conftest import lesion_like
 
 ROOT = Path(__file__).resolve().parent.parent

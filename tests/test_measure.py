@@ -8,13 +8,13 @@ import pytest
 
 from classifier.api import Classifier, ood_flags
 from classifier.config_sections import Architecture, Metrics
+from classifier.documents.card import render_model_card
+from classifier.evaluation.fitting import mean_probabilities
+from classifier.evaluation.measure import measure
+from classifier.evaluation.metrics import classification_metrics, roc_auc
 from classifier.explain import energy
 from classifier.labels import CLASSES
 from classifier.model_folder import ModelConfig
-from classifier.reporting.card import render_model_card
-from classifier.reporting.evaluation import mean_probabilities
-from classifier.reporting.measure import measure
-from classifier.reporting.metrics import classification_metrics, roc_auc
 from classifier.uncertainty import fit_mahalanobis, mahalanobis_distance, set_metrics
 from tests.conftest import lesion_like
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from classifier.reporting.metrics import (
+from classifier.evaluation.metrics import (
     calibration_bins,
     classification_metrics,
     confusion_matrix,

@@ -9,11 +9,11 @@ import pytest
 
 from classifier import model_summary
 from classifier.config_sections import Metrics
+from classifier.documents.card import render_model_card
+from classifier.documents.report import write_report
+from classifier.evaluation.measure import measure
+from classifier.evaluation.metrics import roc_auc
 from classifier.model_folder import ModelConfig, read_config, write_config
-from classifier.reporting.card import render_model_card
-from classifier.reporting.measure import measure
-from classifier.reporting.metrics import roc_auc
-from classifier.reporting.report import write_report
 from tests.conftest import BUNDLED_MODEL
 
 LABELS = [{"code": "lent", "name": "Solar lentigo", "malignant": False},

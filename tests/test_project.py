@@ -110,13 +110,74 @@ def test_only_training_and_its_commands_import_training_code_at_module_level():
     assert offenders == []
 
 
-def test_serving_modules_import_neither_training_nor_reporting_nor_gradio():
-    """What the API and CLI load to classify (the package's top level) stays free of the heavier halves."""
-    for path in sorted(PACKAGE.glob("*.py")):
+SERVING = [*PACKAGE.glob("*.py"), *(PACKAGE / "runtime").glob("*.py")]  # what the API, CLI and page load
+
+
+def test_serving_modules_import_neither_training_nor_measuring_nor_gradio():
+    """What the API and CLI load to classify (the package's top level and the runtimes) stays free of the heavier
+    rooms, even inside functions: only the Keras runtime names TensorFlow, and only when it is asked for."""
+    heavy_rooms = ("classifier.training", "classifier.evaluation", "classifier.documents", "classifier.commands")
+    for path in SERVING:
         for module in module_level_imports(path):
-            assert not module.startswith(("classifier.training", "classifier.reporting")), (path.name, module)
+            assert not module.startswith(heavy_rooms), (path.name, module)
             assert module.split(".")[0] not in ("gradio", "sklearn", "matplotlib", "tensorflow", "keras"), (
                 path.name, module)
+        for module in all_imports(path):
+            assert not module.startswith("classifier.training"), (path.name, module)
+
+
+def all_imports(path: Path) -> set[str]:
+    """Every module a file names in an import statement, inside functions too (relative imports resolved)."""
+    found = set()
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join([*package.split(".")[:len(package.split(".")) - node.level + 1], base]).strip(".")
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def package_import_graph() -> dict[str, set[str]]:
+    """Module -> the package's modules it imports anywhere in its body (a package's ``__init__`` is its name)."""
+    names = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return {name: {m for m in all_imports(path) if m in names and m != name} for name, path in names.items()}
+
+
+def test_no_import_circles_in_the_package_not_even_inside_functions():
+    graph = package_import_graph()
+    state, circles = {}, []
+
+    def visit(name, trail):
+        state[name] = "open"
+        for target in sorted(graph[name]):
+            if state.get(target) == "open":
+                circles.append(" -> ".join([*trail[trail.index(target):], target]))
+            elif target not in state:
+                visit(target, [*trail, target])
+        state[name] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert circles == []
+
+
+def test_nothing_in_the_package_imports_gradio_or_the_app():
+    for path in PACKAGE.rglob("*.py"):
+        assert not {m for m in all_imports(path) if m.split(".")[0] in ("gradio", "app")}, path
+
+
+def test_no_module_is_over_450_lines():
+    modules = [*PACKAGE.rglob("*.py"), ROOT / "app.py", *(ROOT / "scripts").glob("*.py")]
+    assert {str(p.relative_to(ROOT)): n for p in modules if (n := len(p.read_text().splitlines())) > 450} == {}
 
 
 def test_the_layout_keeps_module_names_apart_from_command_names():

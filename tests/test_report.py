@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from classifier.config_sections import Label, LabelSet
+from classifier.documents.report import confident_errors, image_hash, write_report
+from classifier.evaluation.metrics import classification_metrics, malignant_auc
 from classifier.labels import CLASSES, CODES
-from classifier.reporting.metrics import classification_metrics, malignant_auc
-from classifier.reporting.report import confident_errors, image_hash, write_report
 
 N = 60
 LABELS = LabelSet(tuple(Label(c.code, c.name, c.malignant) for c in CLASSES))

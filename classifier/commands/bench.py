@@ -1,4 +1,5 @@
-"""``python -m classifier bench``: the model's own speed beside naive Keras, and the demo end to end."""
+"""``python -m classifier bench``: the model's own speed beside naive Keras. The demo timed end to end through its
+server is ``python -m scripts.bench_e2e`` (it starts ``app.py``, so it lives outside the package)."""
 
 import sys
 from pathlib import Path
@@ -16,45 +17,34 @@ def add_arguments(p):
     p.add_argument("--max-images", type=int, default=256, help="at most this many images from --images")
     p.add_argument("--write", action="store_true",
                    help="store the model part's figures in the model folder's config and card")
-    p.add_argument("--part", choices=("all", "model", "e2e"), default="all",
-                   help="model: serving vs naive Keras; e2e: the demo's endpoints through gradio_client on "
-                        "127.0.0.1 and where the time goes; all (default): both")
-    p.add_argument("--concurrency", type=int, default=2, help="the app's --concurrency in the e2e part (default: 2)")
+    p.add_argument("--part", choices=("model",), default="model",
+                   help="model (the only part here; kept so that older commands still run): serving vs naive Keras. "
+                        "The demo end to end: python -m scripts.bench_e2e")
 
 
 def run(args):
     import json
 
-    from classifier.reporting.benchmark import bench, table
+    from classifier.evaluation.benchmark import bench, table
 
-    if args.runs < 1 or args.cold_runs < 1 or args.max_images < 1 or args.concurrency < 1:
-        raise ArgumentError("--runs, --cold-runs, --max-images and --concurrency must be at least 1")
+    if args.runs < 1 or args.cold_runs < 1 or args.max_images < 1:
+        raise ArgumentError("--runs, --cold-runs and --max-images must be at least 1")
     if args.images is not None and not args.images.is_dir():
         raise ArgumentError(f"--images {args.images} is not a folder")
 
     def log(message):
         print(message, file=sys.stderr, flush=True)
 
-    if args.part in ("all", "model"):
-        try:
-            results = bench(args.model, args.images, args.runs, args.cold_runs, args.max_images, log=log)
-        except ImportError as exc:  # Keras or LiteRT missing
-            raise MissingPackage(str(exc)) from exc
-        except RuntimeError as exc:  # a cold-start child that failed
-            raise ClassifierError(str(exc)) from exc
-        print(table(results))
-        print(json.dumps(results))
-        if args.write:
-            from classifier.reporting.benchmark import write_to_model_folder
+    try:
+        results = bench(args.model, args.images, args.runs, args.cold_runs, args.max_images, log=log)
+    except ImportError as exc:  # Keras or LiteRT missing
+        raise MissingPackage(str(exc)) from exc
+    except RuntimeError as exc:  # a cold-start child that failed
+        raise ClassifierError(str(exc)) from exc
+    print(table(results))
+    print(json.dumps(results))
+    if args.write:
+        from classifier.evaluation.benchmark import write_to_model_folder
 
-            write_to_model_folder(results)
-    if args.part in ("all", "e2e"):
-        from classifier.reporting import benchmark_e2e as bench_e2e
-
-        try:
-            results = bench_e2e.e2e(args.model, args.images, args.runs, args.concurrency, args.max_images, log=log)
-        except ImportError as exc:  # gradio_client missing (a server that did not start: ServerError, to cli.main)
-            raise MissingPackage(str(exc)) from exc
-        print(bench_e2e.table(results))
-        print(json.dumps(results))
+        write_to_model_folder(results)
     return 0

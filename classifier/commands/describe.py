@@ -10,6 +10,6 @@ def add_arguments(p):
 
 
 def run(args):
-    from classifier.reporting.dataset_summary import describe
+    from classifier.documents.dataset_summary import describe
 
     print(describe(args.data, args.out, args.split))  # a DataError becomes `error: ...`, exit 2 (cli.main)

@@ -1,6 +1,6 @@
 """``python -m classifier evaluate``: measure a model on the test split or on any labelled folder.
 
-The last line of stdout is one JSON object with the metrics of ``classifier.reporting.measure.measure`` (the
+The last line of stdout is one JSON object with the metrics of ``classifier.evaluation.measure.measure`` (the
 names of config.json ``metrics.test``); the report folder holds report.md,
 the confusion matrix, per-class P/R/F1, ROC curves, the reliability diagram and the most
 confident wrong predictions.
@@ -66,9 +66,9 @@ def run(args):
         raise ArgumentError("give either --data DIR [--split test] or --images DIR --labels CSV")
     import numpy as np
 
-    from classifier.reporting.evaluation import mean_probabilities
-    from classifier.reporting.measure import measure, predict_for_measure
-    from classifier.reporting.report import write_report
+    from classifier.documents.report import write_report
+    from classifier.evaluation.fitting import mean_probabilities
+    from classifier.evaluation.measure import measure, predict_for_measure
 
     classifier = open_model(args)
     try:

@@ -18,15 +18,16 @@ def add_arguments(p):
 
 
 def run(args):
-    from classifier.data import read_metadata, resolve_images
-    from classifier.training.export_model import export_from_training, export_keras_folder
-
     # A ClassifierError or a missing file (no checkpoints, no split.json) is `error: ...`, status 2 (cli.main)
-    records = read_metadata(args.data)
-    paths = resolve_images(records, args.data)
     if args.work:
-        export_from_training(args.work, args.out, records, paths, average_last=args.average_last,
-                             quantize=args.quantize)
+        from classifier.training.export_model import export_run
+
+        export_run(args.work, args.data, args.out, average_last=args.average_last, quantize=args.quantize)
     else:
-        export_keras_folder(args.from_model, args.out, records, paths, quantize=args.quantize)
+        from classifier.data import read_metadata, resolve_images
+        from classifier.training.export_model import export_keras_folder
+
+        records = read_metadata(args.data)
+        export_keras_folder(args.from_model, args.out, records, resolve_images(records, args.data),
+                            quantize=args.quantize)
     print(f"model folder written to {args.out}")

@@ -35,24 +35,31 @@ def add_arguments(p):
 
 
 def run(args):
+    """Train (or resume) the run in --work, then export it to --out where TensorFlow is installed."""
     from classifier.errors import ArgumentError, ClassifierError
-    from classifier.training.fit import train
+    from classifier.training.fit import log_line, train
 
     if not 0.0 <= args.jpeg_augment <= 1.0:
         raise ArgumentError(f"--jpeg-augment is a share of each batch, between 0 and 1 (got {args.jpeg_augment:g})")
 
     try:
-        out = train(args.data, args.out, backbone=args.backbone, epochs=args.epochs, resume=args.resume,
-                    work_dir=args.work, size=args.size, batch_size=args.batch_size, learning_rate=args.lr,
-                    schedule=args.schedule, imagenet=args.weights == "imagenet", augment=args.augment,
-                    optimizer=args.optimizer, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
-                    class_weight_power=args.class_weight_power, small_size=args.small_size,
-                    small_epochs=args.small_epochs, init_from=args.init_from,
-                    jpeg_share=args.jpeg_augment)
+        work = train(args.data, backbone=args.backbone, epochs=args.epochs, resume=args.resume,
+                     work_dir=args.work, size=args.size, batch_size=args.batch_size, learning_rate=args.lr,
+                     schedule=args.schedule, imagenet=args.weights == "imagenet", augment=args.augment,
+                     optimizer=args.optimizer, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
+                     class_weight_power=args.class_weight_power, small_size=args.small_size,
+                     small_epochs=args.small_epochs, init_from=args.init_from, jpeg_share=args.jpeg_augment)
     except RuntimeError as exc:  # backbone weights unavailable (a ClassifierError goes to cli.main)
         raise ClassifierError(str(exc)) from exc
-    if Path(out) == Path(args.out):
-        print(f"model folder written to {out}")
-    else:  # no TensorFlow here (e.g. Keras on JAX on a GPU machine): the run is trained, not exported
-        print(f"training run in {out}; export it where TensorFlow is installed: python -m classifier export "
-              f"--work {out} --data DATA --out MODEL_FOLDER")
+    try:
+        import tensorflow  # noqa: F401  (the LiteRT export needs it; training itself runs on any Keras backend)
+    except ImportError:  # e.g. Keras on JAX on a GPU machine: the run is trained, not exported
+        message = (f"TensorFlow is not installed here: export the run where it is, with `python -m classifier "
+                   f"export --work {work} --data DATA --out MODEL_FOLDER`")
+        log_line(work, message)
+        print(f"training run in {work}; {message}")
+        return 0
+    from classifier.training.export_model import export_run
+
+    export_run(work, args.data, args.out)
+    print(f"model folder written to {args.out}")

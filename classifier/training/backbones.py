@@ -13,10 +13,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from classifier.runtime.keras import FEATURE_LAYER
 from classifier.training.torch_legacy import load_state_dict
 
 BACKBONES = ("lite1", "b1")
-FEATURE_LAYER = "features"
 
 # EfficientNet-B0 stage table: expand ratio, kernel, stride, output filters, repeats.
 _B0_STAGES = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),

@@ -6,9 +6,9 @@
 A recipe trains a new head (Dropout on the pooled features + Dense(7), or a small MLP) on the TRAIN split's
 cached features (``classifier.training.feature_cache``), every epoch each image in one random view of the
 eight symmetries of the square, and is scored on VALIDATION exactly as a model folder is served: per-view
-logits, the prior correction and the temperature fitted on validation (``classifier.reporting.evaluation``, as
+logits, the prior correction and the temperature fitted on validation (``classifier.evaluation.fitting``, as
 ``export`` fits them), the mean of the eight views' calibrated probabilities, then
-``classifier.reporting.metrics.classification_metrics``. Every recipe shares one schedule (AdamW, cosine decay,
+``classifier.evaluation.metrics.classification_metrics``. Every recipe shares one schedule (AdamW, cosine decay,
 label smoothing 0.1, feature dropout 0.3, as the shipped training) and changes one thing. Results append to
 ``<runs>/results.jsonl``, heads to ``<runs>/<recipe>_seed<N>.npz``.
 
@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from classifier.errors import exit_status
+from classifier.evaluation.fitting import fit_prior_correction, fit_temperature, mean_probabilities, prior_bias
+from classifier.evaluation.metrics import classification_metrics
 from classifier.labels import CODES
-from classifier.reporting.evaluation import fit_prior_correction, fit_temperature, mean_probabilities, prior_bias
-from classifier.reporting.metrics import classification_metrics
-from classifier.training.fit import class_weights
+from classifier.training.class_balance import class_weights
 
 SETTINGS = {"epochs": 30, "batch_size": 64, "learning_rate": 1e-3, "weight_decay": 1e-4, "dropout": 0.3,
             "label_smoothing": 0.1}

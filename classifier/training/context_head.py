@@ -63,7 +63,7 @@ def train_context_head(features: np.ndarray, context: np.ndarray, labels: np.nda
     per-view features (N, V, D)."""
     import keras
 
-    from classifier.training.fit import class_weights
+    from classifier.training.class_balance import class_weights
 
     s = {**SETTINGS, **(settings or {})}
     keras.utils.set_random_seed(seed)
@@ -107,7 +107,7 @@ def fused_logits(head: tuple[np.ndarray, np.ndarray, np.ndarray], features: np.n
 def calibrate(head, val_features, val_context, y_val, train_counts) -> dict:
     """The head's prior correction, temperature and conformal threshold, fitted on validation with full context
     as ``export`` fits the image head's."""
-    from classifier.reporting.evaluation import fit_prior_correction, fit_temperature, mean_probabilities, prior_bias
+    from classifier.evaluation.fitting import fit_prior_correction, fit_temperature, mean_probabilities, prior_bias
     from classifier.uncertainty import fit_conformal_threshold
 
     logits = fused_logits(head, val_features, val_context)
@@ -120,7 +120,7 @@ def calibrate(head, val_features, val_context, y_val, train_counts) -> dict:
 
 
 def score(probs: np.ndarray, y: np.ndarray, codes, malignant: np.ndarray, threshold: float | None = None) -> dict:
-    from classifier.reporting.metrics import classification_metrics, malignant_auc
+    from classifier.evaluation.metrics import classification_metrics, malignant_auc
     from classifier.uncertainty import set_metrics
 
     m = classification_metrics(probs, y, codes)

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from classifier.errors import exit_status
+from classifier.evaluation.fitting import fit_prior_correction, fit_temperature, mean_probabilities, prior_bias
+from classifier.evaluation.metrics import classification_metrics
 from classifier.labels import CODES
-from classifier.reporting.evaluation import fit_prior_correction, fit_temperature, mean_probabilities, prior_bias
-from classifier.reporting.metrics import classification_metrics
 from classifier.uncertainty import fit_conformal_threshold, set_metrics
 
 

@@ -59,7 +59,7 @@ def write_model_files(model, out: Path, document: dict, split_path: Path | None,
     activations; float input and outputs), its activation ranges measured on those images."""
     import keras
 
-    from classifier.training.network import logits_and_cam_model
+    from classifier.runtime.keras import logits_and_cam_model
 
     out.mkdir(parents=True, exist_ok=True)
     clean = keras.models.clone_model(model)
@@ -136,17 +136,16 @@ def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Pat
     before and after); store all of it in config.json and the card. ``metrics.test`` is what
     ``python -m classifier evaluate --split test`` prints (``measure()``)."""
     from classifier.api import Classifier
-    from classifier.reporting.card import write_model_card
-    from classifier.reporting.evaluation import (
+    from classifier.documents.card import write_model_card
+    from classifier.evaluation.fitting import (
         energy_threshold,
         fit_prior_correction,
         fit_temperature,
         mean_probabilities,
-        predict_logits,
         prior_bias,
     )
-    from classifier.reporting.measure import measure, predict_for_measure
-    from classifier.reporting.metrics import classification_metrics
+    from classifier.evaluation.measure import measure, predict_for_measure, predict_logits
+    from classifier.evaluation.metrics import classification_metrics
 
     config = read_config(out)
     split = load_split(config.file("split"))
@@ -242,7 +241,7 @@ def _float_agreement(out: Path, paths: list[Path], litert_logits: np.ndarray) ->
     """Share of images whose top class under the int8 LiteRT graph (identity view) is that of the float Keras
     model: what the quantization changes."""
     from classifier.api import Classifier
-    from classifier.reporting.evaluation import predict_logits
+    from classifier.evaluation.measure import predict_logits
 
     keras_logits = predict_logits(Classifier(out, runtime="keras"), paths, views=("identity",))[:, 0]
     return round(float(np.mean(keras_logits.argmax(axis=1) == litert_logits.argmax(axis=1))), 4)
@@ -255,8 +254,7 @@ def export_from_training(work: Path, out: Path, records: list[Record], paths: di
     ``quantize``: an int8 LiteRT graph (else float32)."""
     import keras
 
-    from classifier.training.fit import average_weights
-    from classifier.training.network import build_classifier
+    from classifier.training.network import average_weights, build_classifier
 
     state = json.loads((work / "state.json").read_text())
     settings = state["settings"]
@@ -303,3 +301,13 @@ def export_keras_folder(source: Path, out: Path, records: list[Record], paths: d
     keras.backend.clear_session()
     calibrate_and_measure(Path(out), records, paths)
     return Path(out)
+
+
+def export_run(work: Path, data_dir: Path, out: Path, average_last: int = 1, quantize: bool = True) -> Path:
+    """:func:`export_from_training` with the data set's records and image paths read from ``data_dir``: what the
+    ``train`` and ``export`` commands run."""
+    from classifier.data import read_metadata, resolve_images
+
+    records = read_metadata(data_dir)
+    return export_from_training(Path(work), Path(out), records, resolve_images(records, data_dir),
+                                average_last=average_last, quantize=quantize)

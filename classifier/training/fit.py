@@ -19,12 +19,14 @@ import numpy as np
 
 from classifier.data import DataError, lesion_split, load_split, read_metadata, resolve_images, save_split
 from classifier.errors import ArgumentError
+from classifier.evaluation.metrics import classification_metrics
 from classifier.labels import CODES
 from classifier.preprocessing import load_and_prepare
-from classifier.reporting.metrics import classification_metrics
+from classifier.training.class_balance import class_weights
 
 
-def _log(work: Path, message: str) -> None:
+def log_line(work: Path, message: str) -> None:
+    """Print ``message`` with the time and append it to the run's train.log."""
     line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}"
     print(line, flush=True)
     with open(work / "train.log", "a") as f:
@@ -141,28 +143,8 @@ def training_batches(x: np.ndarray, y: np.ndarray, num_classes: int, batch_size:
     return Batches()
 
 
-def average_weights(model, files: list[Path]) -> list[np.ndarray]:
-    """The element-wise mean of several weights files of ``model``'s architecture (``model`` is reused)."""
-    weights = []
-    for f in files:
-        if not Path(f).is_file():
-            raise DataError(f"no weights file {f}")
-        model.load_weights(f)
-        weights.append(model.get_weights())
-    return [np.mean(w, axis=0) for w in zip(*weights, strict=True)]
-
-
-def class_weights(labels: np.ndarray, num_classes: int, power: float = 0.5) -> dict[int, float]:
-    """Softened inverse-frequency weights (n_max / n_c) ** power, scaled to mean 1 over the samples."""
-    counts = np.bincount(labels, minlength=num_classes).astype(float)
-    raw = np.where(counts > 0, (counts.max() / np.maximum(counts, 1)) ** power, 0.0)
-    raw /= (raw[labels]).mean()
-    return {i: float(w) for i, w in enumerate(raw)}
-
-
 def train(
     data_dir: Path,
-    out_dir: Path,
     backbone: str = "lite1",
     epochs: int = 20,
     resume: bool = False,
@@ -184,8 +166,9 @@ def train(
     init_from: list[Path] | None = None,
     jpeg_share: float = 0.0,
 ) -> Path:
-    """Train (or resume) and write the model folder to ``out_dir``; returns ``out_dir`` (or, where TensorFlow is
-    missing and the LiteRT export cannot run, only the run in ``work_dir``, which it returns).
+    """Train (or resume) the run in ``work_dir`` (checkpoints, logs, split) and return ``work_dir``; the export
+    (:func:`classifier.training.export_model.export_run`) turns it into a model folder, as the ``train`` command
+    does next where TensorFlow is installed.
 
     ``schedule`` 'plateau' is the reference's: Adam from ``learning_rate``, x0.3 after ``lr_patience`` epochs
     without a better validation loss, early stopping after ``stop_patience`` epochs without a better validation
@@ -198,7 +181,7 @@ def train(
         raise ArgumentError(f"unknown schedule {schedule!r}; choose plateau, cosine or constant")
     import keras
 
-    from classifier.training.network import build_classifier
+    from classifier.training.network import average_weights, build_classifier
 
     missing = [str(f) for f in init_from or [] if not Path(f).is_file()]
     if missing and not resume:  # checked before minutes of image loading
@@ -233,7 +216,7 @@ def train(
     paths = resolve_images(records, data_dir)
     label_of = {r.image_id: CODES.index(r.dx) for r in records}
     ids = {s: [r.image_id for r in records if split.get(r.image_id) == s] for s in ("train", "val")}
-    _log(work, f"loading {len(ids['train'])} train and {len(ids['val'])} validation images at {size}px")
+    log_line(work, f"loading {len(ids['train'])} train and {len(ids['val'])} validation images at {size}px")
     x_train = load_arrays([paths[i] for i in ids["train"]], size)
     y_train = np.array([label_of[i] for i in ids["train"]])
     x_val = load_arrays([paths[i] for i in ids["val"]], size)
@@ -241,17 +224,17 @@ def train(
     k = len(CODES)
 
     if state["epoch"] >= epochs or state["stopped"]:
-        _log(work, f"training already finished at epoch {state['epoch']}")
+        log_line(work, f"training already finished at epoch {state['epoch']}")
     else:
         if resume and (work / "last.keras").exists():
             model = keras.models.load_model(work / "last.keras", safe_mode=True)
-            _log(work, f"resuming after epoch {state['epoch']}")
+            log_line(work, f"resuming after epoch {state['epoch']}")
         else:
             # Progressive resizing needs a model that takes any size; the exported one is fixed to ``size``.
             model = build_classifier(backbone, None if small_size else size, k, imagenet=imagenet and not init_from)
             if init_from:
                 model.set_weights(average_weights(model, init_from))
-                _log(work, f"starting from the mean of {', '.join(map(str, init_from))}")
+                log_line(work, f"starting from the mean of {', '.join(map(str, init_from))}")
             steps = math.ceil(len(x_train) / batch_size)
             rate = learning_rate if schedule != "cosine" else keras.optimizers.schedules.CosineDecay(
                 0.0, decay_steps=max(steps * (epochs - 1), 1), warmup_target=learning_rate, warmup_steps=steps)
@@ -265,28 +248,20 @@ def train(
             layers = augmentation()
             augment_batch = lambda images: layers(images, training=True)  # noqa: E731
         weights = class_weights(y_train, k, power=class_weight_power)
-        _log(work, "class weights " + json.dumps({CODES[i]: round(w, 3) for i, w in weights.items()}))
+        log_line(work, "class weights " + json.dumps({CODES[i]: round(w, 3) for i, w in weights.items()}))
         sample_weights = np.array([weights[int(label)] for label in y_train])
-        _log(work, f"Keras backend: {keras.backend.backend()}")
+        log_line(work, f"Keras backend: {keras.backend.backend()}")
         checkpoint = _epoch_checkpoint_class()(work, state, x_val, y_val)
         phases = [(small_size, small_epochs), (size, epochs)] if small_size else [(size, epochs)]
         for side, phase_end in phases:
             if state["epoch"] < phase_end and not state["stopped"]:
-                _log(work, f"epochs {state['epoch'] + 1}-{phase_end} at {side}px")
+                log_line(work, f"epochs {state['epoch'] + 1}-{phase_end} at {side}px")
                 batches = training_batches(x_train, y_train, k, batch_size, side, augment_batch, sample_weights,
                                            seed=state["epoch"], jpeg_share=jpeg_share)
                 model.fit(batches, epochs=phase_end, initial_epoch=state["epoch"], verbose=0,
                           callbacks=[checkpoint])
 
-    try:
-        import tensorflow  # noqa: F401  (the LiteRT export needs it; training itself runs on any Keras backend)
-    except ImportError:
-        _log(work, f"TensorFlow is not installed here: export the run where it is, with `python -m classifier "
-                   f"export --work {work} --data DATA --out MODEL_FOLDER`")
-        return work
-    from classifier.training.export_model import export_from_training  # imported late: keeps TF-free modules light
-
-    return export_from_training(work, Path(out_dir), records, paths)
+    return work
 
 
 def _epoch_checkpoint_class():
@@ -307,7 +282,7 @@ def _epoch_checkpoint_class():
 
         def on_train_batch_end(self, batch, logs=None):
             if batch % 25 == 0:
-                _log(self.work, f"epoch {self.epoch + 1} step {batch} loss {logs.get('loss', float('nan')):.4f} "
+                log_line(self.work, f"epoch {self.epoch + 1} step {batch} loss {logs.get('loss', float('nan')):.4f} "
                      f"({time.time() - self.started:.0f}s)")
 
         def on_epoch_end(self, epoch, logs=None):
@@ -347,6 +322,6 @@ def _epoch_checkpoint_class():
             os.replace(self.work / "state.tmp.json", self.work / "state.json")
             with open(self.work / "history.jsonl", "a") as f:
                 f.write(json.dumps(entry) + "\n")
-            _log(self.work, json.dumps(entry))
+            log_line(self.work, json.dumps(entry))
 
     return EpochCheckpoint

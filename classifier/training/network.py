@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import keras
+from pathlib import Path
 
+import keras
+import numpy as np
+
+from classifier.data import DataError
+from classifier.runtime.keras import HEAD_LAYER
 from classifier.training.backbones import (
-    FEATURE_LAYER,
     b1_features,
     lite1_features,
     load_lite1_imagenet_weights,
     tiny_features,
 )
-
-HEAD_LAYER = "predictions"
 
 
 def build_classifier(backbone: str, size: int | None, num_classes: int, imagenet: bool = True, dropout: float = 0.3):
@@ -36,25 +38,12 @@ def build_classifier(backbone: str, size: int | None, num_classes: int, imagenet
     return model
 
 
-def logits_and_cam_model(model: keras.Model) -> keras.Model:
-    """Serving graph of a trained classifier: image -> (logits, class-activation maps, pooled features).
-
-    GlobalAveragePooling followed by Dense is linear, so applying the Dense kernel at every
-    location of the last feature maps gives per-location class evidence (the CAM) whose spatial
-    mean plus the bias is exactly the logits. No gradients are needed. The pooled features feed the
-    feature-space out-of-distribution score.
-    """
-    features = model.get_layer(FEATURE_LAYER).output
-    kernel, bias = model.get_layer(HEAD_LAYER).get_weights()
-    cam_layer = keras.layers.Dense(kernel.shape[1], use_bias=False, name="cam")
-    cam = cam_layer(features)
-    cam_layer.set_weights([kernel])
-    pooled = keras.layers.GlobalAveragePooling2D(name="cam_pool")(cam)
-    bias_layer = keras.layers.Dense(
-        kernel.shape[1], name="logits", kernel_initializer="identity",
-        bias_initializer=keras.initializers.Constant(bias),
-    )
-    logits = bias_layer(pooled)
-    bias_layer.trainable = False
-    pooled_features = keras.layers.GlobalAveragePooling2D(name="pooled_features")(features)
-    return keras.Model(model.input, [logits, cam, pooled_features], name="logits_and_cam")
+def average_weights(model, files: list[Path]) -> list[np.ndarray]:
+    """The element-wise mean of several weights files of ``model``'s architecture (``model`` is reused)."""
+    weights = []
+    for f in files:
+        if not Path(f).is_file():
+            raise DataError(f"no weights file {f}")
+        model.load_weights(f)
+        weights.append(model.get_weights())
+    return [np.mean(w, axis=0) for w in zip(*weights, strict=True)]

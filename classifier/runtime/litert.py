@@ -1,10 +1,5 @@
-"""Inference runtimes behind one interface: image batch -> (logits, class-activation maps, pooled features).
-Models exported before the features output existed give None for them.
-
-LiteRT (``model.tflite``) serves by default: it starts in milliseconds and runs several times
-faster than Keras on two CPU cores. Keras (``model.keras``, ``classifier.training.keras_runtime``) is the
-reference it is checked against, and the fallback when LiteRT is not installed.
-"""
+"""The LiteRT runtime: ``model.tflite``, the served graph (int8), several times faster than Keras on two CPU
+cores and started in milliseconds."""
 
 from __future__ import annotations
 
@@ -13,10 +8,7 @@ import threading
 
 import numpy as np
 
-from classifier.errors import ArgumentError
 from classifier.model_folder import ModelConfig, ModelFolderError
-
-RUNTIMES = ("auto", "litert", "keras")
 
 
 class LiteRTRuntime:
@@ -56,21 +48,3 @@ class LiteRTRuntime:
             get = self._interpreter.get_tensor
             features = None if self._features is None else get(self._features).copy()
             return get(self._logits).copy(), get(self._cam).copy(), features
-
-
-def open_runtime(config: ModelConfig, runtime: str = "auto"):
-    """The requested runtime for a validated model folder ('auto': LiteRT when possible)."""
-    runtime = os.environ.get("CLASSIFIER_RUNTIME", runtime) if runtime == "auto" else runtime
-    if runtime not in RUNTIMES:
-        raise ArgumentError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
-    if runtime in ("auto", "litert") and config.file("tflite") is not None:
-        try:
-            return LiteRTRuntime(config)
-        except ImportError:
-            if runtime == "litert":
-                raise
-    if config.file("keras") is None:
-        raise ModelFolderError(f"{config.folder}: no model.keras for the Keras runtime")
-    from classifier.training.keras_runtime import KerasRuntime  # TensorFlow: training requirements
-
-    return KerasRuntime(config)

@@ -16,11 +16,41 @@ Names (all computed on the served probabilities: the mean over the views of soft
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+from tqdm import tqdm
 
 from classifier.api import ood_flags
-from classifier.reporting.evaluation import mean_probabilities, predict_logits
-from classifier.reporting.metrics import classification_metrics, malignant_auc
+from classifier.evaluation.fitting import mean_probabilities
+from classifier.evaluation.metrics import classification_metrics, malignant_auc
+from classifier.model_folder import ModelFolderError
+
+
+def predict_logits(classifier, paths: list[Path], tta: bool = False, batch_size: int = 32,
+                   show_progress: bool = True, with_features: bool = False, views: tuple[str, ...] | None = None,
+                   per_view: bool = False):
+    """Per-view logits (N, V, K) for image files, through the classifier's one batch path: V is the number of
+    served views, or of the test-time augmentation views with ``tta``, or of ``views``. With ``with_features``,
+    also the mean pooled features of the views, (N, D), or with ``per_view`` every view's, (N, V, D): a tuple is
+    returned. A file that cannot be read raises its error (a measurement needs them all)."""
+    views = views or classifier.views(tta)
+    out, features = [], []
+    bar = tqdm(total=len(paths), unit="img", disable=True if not show_progress or len(paths) < 20 else None)
+    for item in classifier.run_each(paths, views=views, batch_size=batch_size):
+        if isinstance(item, Exception):
+            raise item
+        _, logits, _, pooled = item
+        if with_features and pooled is None:
+            raise ModelFolderError("this model has no pooled-features output; export it again")
+        out.append(logits)
+        features.append(pooled if per_view or pooled is None else pooled.mean(axis=0))
+        bar.update()
+    bar.close()
+    view_logits = np.stack(out) if out else np.zeros((0, len(views), len(classifier.labels)), np.float32)
+    if with_features:
+        return view_logits, np.stack(features) if features else np.zeros((0, 0), np.float32)
+    return view_logits
 
 
 def measure(config, view_logits: np.ndarray, labels, features: np.ndarray | None = None,

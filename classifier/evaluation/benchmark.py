@@ -259,8 +259,8 @@ def write_to_model_folder(results: dict) -> None:
     """Record the headline figures in the benchmarked model folder's config.json and model card."""
     import platform
 
+    from classifier.documents.card import write_model_card
     from classifier.model_folder import read_config, write_config
-    from classifier.reporting.card import write_model_card
 
     config = read_config(Path(results["model"]))
     s, n = results["serving"], results["naive"]

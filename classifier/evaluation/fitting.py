@@ -1,41 +1,11 @@
-"""Running a classifier over many labelled images, and the fits made on the validation split."""
+"""The fits made on the validation split: temperature, prior correction, energy threshold."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-from tqdm import tqdm
 
+from classifier.evaluation.metrics import negative_log_likelihood
 from classifier.explain import energy, softmax
-from classifier.model_folder import ModelFolderError
-from classifier.reporting.metrics import negative_log_likelihood
-
-
-def predict_logits(classifier, paths: list[Path], tta: bool = False, batch_size: int = 32,
-                   show_progress: bool = True, with_features: bool = False, views: tuple[str, ...] | None = None,
-                   per_view: bool = False):
-    """Per-view logits (N, V, K) for image files, through the classifier's one batch path: V is the number of
-    served views, or of the test-time augmentation views with ``tta``, or of ``views``. With ``with_features``,
-    also the mean pooled features of the views, (N, D), or with ``per_view`` every view's, (N, V, D): a tuple is
-    returned. A file that cannot be read raises its error (a measurement needs them all)."""
-    views = views or classifier.views(tta)
-    out, features = [], []
-    bar = tqdm(total=len(paths), unit="img", disable=True if not show_progress or len(paths) < 20 else None)
-    for item in classifier.run_each(paths, views=views, batch_size=batch_size):
-        if isinstance(item, Exception):
-            raise item
-        _, logits, _, pooled = item
-        if with_features and pooled is None:
-            raise ModelFolderError("this model has no pooled-features output; export it again")
-        out.append(logits)
-        features.append(pooled if per_view or pooled is None else pooled.mean(axis=0))
-        bar.update()
-    bar.close()
-    view_logits = np.stack(out) if out else np.zeros((0, len(views), len(classifier.labels)), np.float32)
-    if with_features:
-        return view_logits, np.stack(features) if features else np.zeros((0, 0), np.float32)
-    return view_logits
 
 
 def mean_probabilities(view_logits: np.ndarray, temperature: float, class_bias=None) -> np.ndarray:

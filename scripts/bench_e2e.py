@@ -20,9 +20,9 @@ import urllib.request
 from pathlib import Path
 
 from classifier.errors import ClassifierError
-from classifier.reporting.benchmark import latency, percentiles
+from classifier.evaluation.benchmark import latency, percentiles
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository
+ROOT = Path(__file__).resolve().parents[1]  # the repository
 ENDPOINTS = ("/classify", "/classify_json")
 TARGET_P50_MS = 80.0
 # Gradio's floor: the JSON endpoint's signature and upload, and a handler that does nothing.
@@ -203,8 +203,40 @@ def table(results: dict) -> str:
 
 
 def e2e(source: str | None, images: Path | None, runs: int, concurrency: int, max_images: int, log=print) -> dict:
-    """Resolve the model and the images as ``classifier.reporting.benchmark.bench`` does, then :func:`run_e2e`."""
-    from classifier.reporting.benchmark import on_model_and_images
+    """Resolve the model and the images as ``classifier.evaluation.benchmark.bench`` does, then :func:`run_e2e`."""
+    from classifier.evaluation.benchmark import on_model_and_images
 
     return on_model_and_images(source, images, max_images, log,
                                lambda folder, paths: run_e2e(folder, paths, runs, concurrency, log))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m scripts.bench_e2e [--model M] [--images DIR] [--runs N] [--concurrency C]``: the table, then the
+    figures as one JSON line."""
+    import argparse
+
+    from classifier.errors import ArgumentError, exit_status
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="model folder or Hub repo id (default: as the app resolves it)")
+    parser.add_argument("--images", type=Path, help="folder of JPEGs (default: the HAM10000 600x450 copy if "
+                        "present, else generated 600x450 JPEGs)")
+    parser.add_argument("--runs", type=int, default=100, help="timed requests per endpoint (default: 100)")
+    parser.add_argument("--concurrency", type=int, default=2, help="the app's --concurrency (default: 2)")
+    parser.add_argument("--max-images", type=int, default=256, help="at most this many images from --images")
+    args = parser.parse_args(argv)
+
+    def run(args) -> int:
+        if args.runs < 1 or args.concurrency < 1 or args.max_images < 1:
+            raise ArgumentError("--runs, --concurrency and --max-images must be at least 1")
+        results = e2e(args.model, args.images, args.runs, args.concurrency, args.max_images,
+                      log=lambda message: print(message, file=sys.stderr, flush=True))
+        print(table(results))
+        print(json.dumps(results))
+        return 0
+
+    return exit_status(run, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

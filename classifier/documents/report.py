@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier.reporting.metrics import (
+from classifier.evaluation.metrics import (
     calibration_bins,
     confusion_matrix,
     expected_calibration_error,
