@@ -1,6 +1,6 @@
 """The two predict engines over the same images: images/s, Ray's start-up, the rows compared, a scaling estimate.
 
-    .venv/bin/python scripts/bench_engines.py [--images DIR] [--model SOURCE] [--repeats 3] [--cpus 1,2]
+    .venv/bin/python -m scripts.bench_engines [--images DIR] [--model SOURCE] [--repeats 3] [--cpus 1,2]
                                               [--copies 1,10] [--node-cores 16]
 
 Runs the local engine (all CPUs of this machine) and the Ray engine (a local Ray of each ``--cpus`` count, started
@@ -21,12 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from classifier.data import HAM_DIR  # noqa: E402
-from classifier.errors import ArgumentError, exit_status  # noqa: E402
-from classifier.model_options import add_model_arguments  # noqa: E402
+from classifier.data import HAM_DIR
+from classifier.errors import ArgumentError, exit_status
+from classifier.model_options import add_model_arguments
 
 DEFAULT_IMAGES = HAM_DIR / "images_600x450"
 ARCHIVE = 1_000_000

@@ -2,19 +2,16 @@
 its last N epochs (a cheap stochastic weight average). Prints one markdown row per candidate with the raw
 network's validation figures (argmax, no calibration). Needs TensorFlow (training requirements).
 
-    python scripts/compare_checkpoints.py --work runs/RUN --data ../shared/data/ham10000 --average 2 3
+    python -m scripts.compare_checkpoints --work runs/RUN --data ../shared/data/ham10000 --average 2 3
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main(argv=None) -> int:

@@ -5,19 +5,16 @@ served validation figures are printed, one markdown row each; the export's crite
 (accuracy + balanced accuracy) / 2. Serving requirements only (no TensorFlow).
 
     python -m classifier export --from-model model --data DATA --out runs/float --float   # a float32 twin
-    python scripts/compare_serving.py --models runs/float model --data ../shared/data/ham10000
-    python scripts/compare_serving.py --models model OTHER_MODEL --ensemble --data ../shared/data/ham10000
+    python -m scripts.compare_serving --models runs/float model --data ../shared/data/ham10000
+    python -m scripts.compare_serving --models model OTHER_MODEL --ensemble --data ../shared/data/ham10000
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 VIEW_SETS = {1: ("identity",), 2: ("identity", "flip_h"), 4: ("identity", "flip_h", "flip_v", "rot180")}
 

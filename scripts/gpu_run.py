@@ -7,13 +7,13 @@ model (`--init-from model/model.keras`, tracked, so it travels) or from scratch.
 each, so the last epochs' weights come back as float16 npz. Checked end to end on the CPU here (Keras on JAX
 without TensorFlow, then `unpack` and `export`), not yet on a GPU machine.
 
-    python scripts/gpu_run.py pack --data ../shared/data/ham10000      # here: .gpu/ (data, split, wheels)
+    python -m scripts.gpu_run pack --data ../shared/data/ham10000      # here: .gpu/ (data, split, wheels)
     # device run, carry [".gpu"], command:
     #   python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu/whl/*.whl && \\
-    #   PYTHONPATH=/tmp/site:. KERAS_BACKEND=jax python3 scripts/gpu_run.py train --out $OUT -- --epochs 8 \\
+    #   PYTHONPATH=/tmp/site:. KERAS_BACKEND=jax python3 -m scripts.gpu_run train --out $OUT -- --epochs 8 \\
     #     --size 224 --augment gentle --optimizer adamw --schedule constant --lr 1e-4 --label-smoothing 0.1 \\
     #     --init-from model/model.keras
-    python scripts/gpu_run.py unpack --files DEVICE_FILES_FOLDER --work runs/gpu   # here: a run `export` reads
+    python -m scripts.gpu_run unpack --files DEVICE_FILES_FOLDER --work runs/gpu   # here: a run `export` reads
     python -m classifier export --work runs/gpu --data ../shared/data/ham10000 --out runs/gpu/model --average-last 3
 """
 
@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
+from classifier.errors import ClassifierError
+from classifier.labels import CODES
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from classifier.errors import ClassifierError  # noqa: E402
-from classifier.labels import CODES  # noqa: E402
 
 PACKED = ROOT / ".gpu"
 WHEELS = ("keras==3.15.1", "namex==0.1.0", "optree==0.20.0")  # what the H200 image lacks (device KINDS.md)

@@ -1,7 +1,7 @@
 """Load test of the Gradio app: many concurrent clients for a fixed time, on 127.0.0.1 only.
 
-    python scripts/load_test.py --model model --clients 50 --seconds 60     # starts app.py, stops it after
-    python scripts/load_test.py --url http://127.0.0.1:7860/ --pid 1234     # an app that is already running
+    python -m scripts.load_test --model model --clients 50 --seconds 60     # starts app.py, stops it after
+    python -m scripts.load_test --url http://127.0.0.1:7860/ --pid 1234     # an app that is already running
 
 The default engine is light: one asyncio loop, one httpx client (own connections) per simulated client, on
 Gradio's HTTP API. Each image is uploaded once (POST /gradio_api/upload); each request is
@@ -32,12 +32,10 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-from classifier.data import HAM_DIR  # noqa: E402
-from classifier.errors import exit_status  # noqa: E402
-from scripts.bench_e2e import free_port, profiling, start_server, stop_server  # noqa: E402
-from scripts.soak import rss_mb  # noqa: E402
+from classifier.data import HAM_DIR
+from classifier.errors import exit_status
+from scripts.bench_e2e import free_port, profiling, start_server, stop_server
+from scripts.soak import rss_mb
 
 HAM_IMAGES = HAM_DIR / "images_600x450"
 LOCAL_HOSTS = ("127.0.0.1", "localhost")

@@ -2,7 +2,7 @@
 clearly foreign images (scikit-image's photos, a clinical photo from PyPI dermapred, solid colours,
 noise, a screenshot of text).
 
-    python scripts/measure_ood.py --model model --data ../shared/data/ham10000 [--write]
+    python -m scripts.measure_ood --model model --data ../shared/data/ham10000 [--write]
 
 --write stores the figures in the model's config.json (metrics.ood) and regenerates the model card.
 """
@@ -17,8 +17,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 SKIMAGE_PHOTOS = ("astronaut", "camera", "cat", "chelsea", "coffee", "rocket", "hubble_deep_field",
                   "immunohistochemistry", "retina", "horse", "moon", "page", "text", "brick", "grass", "gravel",
@@ -96,7 +94,7 @@ def main(argv=None) -> int:
         warned = [bool(p.warning_reasons) for p in classifier.classify_batch([paths[r.image_id] for r in test])]
         result["test_split_images"] = len(warned)
         result["test_split_false_alarm_rate"] = round(float(np.mean(warned)), 4)
-    result["measured_with"] = "python scripts/measure_ood.py --model model --data DATA"
+    result["measured_with"] = "python -m scripts.measure_ood --model model --data DATA"
     print(json.dumps(result))
     if args.write:
         from dataclasses import replace

@@ -1,7 +1,7 @@
 """Screenshots of the demo as a visitor first sees it, in headless Debian Chromium, for docs/.
 
-    python scripts/screenshot.py     # bundled model -> docs/demo-desktop.png, demo-phone.png, demo-context.png
-    python scripts/screenshot.py --model DIR --out /tmp/shots
+    python -m scripts.screenshot     # bundled model -> docs/demo-desktop.png, demo-phone.png, demo-context.png
+    python -m scripts.screenshot --model DIR --out /tmp/shots
 
 Starts the app on 127.0.0.1 (no other host is reachable from the page), opens it at 1280x800 and at 390x844,
 clicks the first example and waits for its result, then saves the first view (no scrolling). Then, at 1280x800
@@ -19,9 +19,9 @@ import sys
 import urllib.parse
 from pathlib import Path
 
+from classifier.errors import MissingPackage, exit_status
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-from classifier.errors import MissingPackage, exit_status  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

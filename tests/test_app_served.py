@@ -225,7 +225,7 @@ def test_patient_context_through_both_endpoints_on_the_bundled_model(served_bund
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
 
-    from scripts.make_golden import CONTEXT, GOLDEN
+    from tests.make_golden import CONTEXT, GOLDEN
     from tests.test_golden import assert_golden
 
     golden = json.loads(GOLDEN.read_text())["outputs"]

@@ -1,5 +1,5 @@
 """The bundled model's outputs, pinned: a change in preprocessing, export or calibration shows up here even
-without the data set. After shipping a new model, regenerate with `python scripts/make_golden.py`."""
+without the data set. After shipping a new model, regenerate with `python -m tests.make_golden`."""
 
 import json
 
@@ -11,11 +11,11 @@ from tests.conftest import ROOT
 def test_bundled_model_reproduces_its_golden_outputs(bundled_model_dir):
     from classifier.api import Classifier
     from classifier.model_folder import read_config
-    from scripts.make_golden import GOLDEN, golden_inputs, outputs
+    from tests.make_golden import GOLDEN, golden_inputs, outputs
 
     golden = json.loads(GOLDEN.read_text())
     assert golden["model_tflite_sha256"] == read_config(bundled_model_dir).files["tflite"].sha256, (
-        "model/ changed: run `python scripts/make_golden.py` and review the differences")
+        "model/ changed: run `python -m tests.make_golden` and review the differences")
     measured = outputs(Classifier(bundled_model_dir, runtime="litert"), golden_inputs())
     assert measured.keys() == golden["outputs"].keys()
     assert len([k for k in measured if k.startswith("examples/")]) >= 7

@@ -348,7 +348,7 @@ def test_folder_without_config_is_refused(tmp_path):
 CLASSIFY = """
 import json
 from classifier.api import load_classifier
-from scripts.make_golden import golden_inputs, outputs
+from tests.make_golden import golden_inputs, outputs
 classifier = load_classifier()  # MODEL_ID / MODEL_REVISION, as on a Space
 s = classifier.source
 print(json.dumps({"path": str(s.path), "repo_id": s.repo_id, "commit": s.commit, "notice": s.notice,
@@ -365,13 +365,13 @@ def hub_env(hub: FakeHub, home: Path, **env: str) -> dict[str, str]:
 
 
 def golden_outputs(bundled_model_dir: Path) -> dict:
-    """tests/golden/bundled_model.json's outputs, as they are when the test runs (scripts/make_golden.py)."""
+    """tests/golden/bundled_model.json's outputs, as they are when the test runs (tests/make_golden.py)."""
     from classifier.model_folder import read_config
-    from scripts.make_golden import GOLDEN
+    from tests.make_golden import GOLDEN
 
     golden = json.loads(GOLDEN.read_text())
     assert golden["model_tflite_sha256"] == read_config(bundled_model_dir, verify_files=False).files[
-        "tflite"].sha256, "model/ changed: run `python scripts/make_golden.py` and review the differences"
+        "tflite"].sha256, "model/ changed: run `python -m tests.make_golden` and review the differences"
     return golden["outputs"]
 
 

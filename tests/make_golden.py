@@ -1,32 +1,26 @@
-"""Write the bundled model's golden outputs: its calibrated probabilities, prediction set and feature distance
-for the committed example images and two generated ones, checked to 1e-4 by tests/test_golden.py without the
-data set. Run it after shipping a new model:
+"""The bundled model's golden outputs: its calibrated probabilities, prediction set and feature distance for the
+committed example images and two generated ones, checked to 1e-4 by tests/test_golden.py without the data set.
+Write them again after shipping a new model:
 
-    python scripts/make_golden.py
+    python -m tests.make_golden
 """
 
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from tests.conftest import ROOT, lesion_like
+
 GOLDEN = ROOT / "tests" / "golden" / "bundled_model.json"
+CONTEXT = {"age": 60, "sex": "female", "site": "back"}  # the patient context the golden file pins
 
 
 def golden_inputs() -> dict:
     """Named inputs: the example JPEGs in git, and generated lesion-like arrays (no files needed)."""
-    from tests.conftest import lesion_like
-
     inputs = {f"examples/{p.name}": p for p in sorted((ROOT / "examples").glob("*.jpg"))}
     inputs |= {"generated:lesion_like(200, seed=1)": lesion_like(200, seed=1),
                "generated:lesion_like(97, seed=2)": lesion_like(97, seed=2)}
     return inputs
-
-
-CONTEXT = {"age": 60, "sex": "female", "site": "back"}  # the patient context the golden file pins
 
 
 def outputs(classifier, inputs: dict) -> dict:
