@@ -136,3 +136,18 @@ def test_a_trained_head_goes_into_a_candidate_folder(tiny_model_dir, tmp_path):
     saved = keras.models.load_model(config.file("keras")).get_layer("predictions").get_weights()
     np.testing.assert_array_equal(saved[0], new_kernel)
     assert config.training["head_retrained"] == {"r": 1} and "metrics" not in config.to_dict()
+
+
+def test_a_cache_of_another_graph_is_refused(tiny_litert_dir, tmp_path):
+    """Heads and indexes fitted on another graph's features would be silently wrong."""
+    from classifier.data import DataError
+    from classifier.model_folder import read_config, sha256_of
+    from classifier.training.feature_cache import load_cache_split
+
+    cache = tmp_path / "features.npz"
+    np.savez(cache, tflite_sha256="0" * 64, train_label=np.array([1, 2]))
+    with pytest.raises(DataError, match="another graph"):
+        load_cache_split(cache, "train", tiny_litert_dir)
+    assert load_cache_split(cache, "train")["label"].tolist() == [1, 2]  # no model named: no check
+    np.savez(cache, tflite_sha256=sha256_of(read_config(tiny_litert_dir).file("tflite")), train_label=np.array([1, 2]))
+    assert load_cache_split(cache, "train", tiny_litert_dir)["label"].tolist() == [1, 2]

@@ -80,12 +80,14 @@ def train_context_head(features: np.ndarray, context: np.ndarray, labels: np.nda
     model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=s["weight_decay"]),
                   loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=s["label_smoothing"]))
     y = np.eye(num_classes, dtype=np.float32)[labels]
-    for epoch in range(s["epochs"]):  # a new random withholding of fields every epoch
+    for _ in range(s["epochs"]):  # a new random withholding of fields every epoch
         order = rng.permutation(len(labels))
         chosen = features[order, rng.integers(0, views, size=n)].astype(np.float32)
-        model.fit([chosen, withhold(context[order], rng, s["field_drop"])], y[order],
-                  sample_weight=weights[order], batch_size=s["batch_size"], epochs=epoch + 1, initial_epoch=epoch,
-                  shuffle=False, verbose=0)
+        arrays = (chosen, withhold(context[order], rng, s["field_drop"]), y[order], weights[order])
+        # batch by batch: what fit(shuffle=False) does, without building a tf.data pipeline every epoch
+        for start in range(0, n, s["batch_size"]):
+            f, c, target, w = (a[start:start + s["batch_size"]] for a in arrays)
+            model.train_on_batch([f, c], target, sample_weight=w)
     kernel, bias = model.get_layer("predictions").get_weights()
     return kernel[:d], kernel[d:], bias
 
@@ -161,11 +163,12 @@ def compare(folder: Path, cache: Path, split: str = "val", seeds=SEEDS) -> list[
     (the served head: full context, each field alone, none), on ``split``; calibration always fitted on
     validation."""
     from classifier.explain import softmax
-    from classifier.training.similar_index import load_cache_split
+    from classifier.training.feature_cache import load_cache_split
 
     config = read_config(folder)
     codes, malignant = config.codes, np.array(config.labels.malignant)
-    parts = {name: load_cache_split(cache, name) for name in {"train", "val", split}}
+    parts = {name: load_cache_split(cache, name, folder if name == "train" else None)
+             for name in {"train", "val", split}}
     x = {name: p["features"] for name, p in parts.items()}
     c = {name: context_arrays(p) for name, p in parts.items()}
     y = {name: p["label"] for name, p in parts.items()}
@@ -205,10 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--record", action="store_true", help="store the measured figures in the model's config.json")
     args = p.parse_args(argv)
     if args.write:
-        from classifier.training.similar_index import load_cache_split
+        from classifier.training.feature_cache import load_cache_split
 
         config = read_config(args.model)
-        train, val = load_cache_split(args.features, "train"), load_cache_split(args.features, "val")
+        train, val = load_cache_split(args.features, "train", args.model), load_cache_split(args.features, "val")
         counts = np.bincount(train["label"], minlength=len(config.codes)).astype(float)
         head = averaged_head(train["features"], context_arrays(train), train["label"], len(config.codes),
                              tuple(args.seeds))

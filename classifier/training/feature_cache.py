@@ -14,17 +14,16 @@ there), then all of them into ``<out>``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from classifier.data import SPLITS, load_split, read_metadata, resolve_images
+from classifier.data import SPLITS, DataError, load_split, read_metadata, resolve_images
 from classifier.errors import exit_status
 from classifier.labels import CODES
-from classifier.model_folder import ModelFolderError
+from classifier.model_folder import ModelFolderError, read_config, sha256_of
 from classifier.tta import VIEWS
 
 META = ("age", "sex", "localization", "dx_type")
@@ -64,6 +63,24 @@ def split_arrays(records, split: dict[str, str], name: str) -> dict[str, np.ndar
     }
 
 
+def load_cache_split(path: Path, split: str, model: Path | None = None) -> dict[str, np.ndarray]:
+    """One split's arrays of a cache written by :func:`cache_features` (its ``.SPLIT.npz`` part, else the merged
+    file). With ``model``, first check that the cache was computed with that folder's ``model.tflite``: heads and
+    indexes fitted on another graph's features would be silently wrong."""
+    if model is not None:
+        merged = Path(path) if Path(path).is_file() else None
+        if merged is not None:
+            with np.load(merged, allow_pickle=False) as stored:
+                graph = str(stored["tflite_sha256"]) if "tflite_sha256" in stored.files else None
+            if graph and graph != sha256_of(read_config(model).file("tflite")):
+                raise DataError(f"{path} was computed with another graph than {model}'s model.tflite")
+    part = Path(path).with_suffix(f".{split}.npz")
+    source = part if part.is_file() else Path(path)
+    prefix = "" if part.is_file() else f"{split}_"
+    with np.load(source, allow_pickle=False) as stored:
+        return {k[len(prefix):]: stored[k] for k in stored.files if k.startswith(prefix)}
+
+
 def cache_features(model: Path, data: Path, out: Path, splits: tuple[str, ...] = ("val", "test", "train"),
                    batch_size: int = 32, log=print) -> Path:
     """Compute (or continue) the cache described in the module docstring; returns ``out``."""
@@ -71,7 +88,7 @@ def cache_features(model: Path, data: Path, out: Path, splits: tuple[str, ...] =
 
     classifier = Classifier(model)
     tflite = classifier.config.file("tflite")
-    digest = hashlib.sha256(tflite.read_bytes()).hexdigest() if tflite is not None else ""
+    digest = sha256_of(tflite) if tflite is not None else ""
     records = read_metadata(data)
     split = load_split(classifier.config.file("split"))
     views = tuple(VIEWS)

@@ -143,7 +143,7 @@ def build_probe(classifier, train_paths: list[Path], train_features: np.ndarray,
 def main(argv: list[str] | None = None) -> int:
     from classifier.api import Classifier
     from classifier.data import read_metadata, resolve_images
-    from classifier.training.similar_index import load_cache_split
+    from classifier.training.feature_cache import load_cache_split
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, default=Path("model"))
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--write", action="store_true", help="write the probe into the model folder")
     args = p.parse_args(argv)
     started = time.time()
-    train, val = load_cache_split(args.features, "train"), load_cache_split(args.features, "val")
+    train, val = load_cache_split(args.features, "train", args.model), load_cache_split(args.features, "val")
     records = read_metadata(args.data)
     paths = resolve_images([r for r in records if r.image_id in set(train["image_id"]) | set(val["image_id"])],
                            args.data)

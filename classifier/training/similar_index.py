@@ -22,11 +22,12 @@ import numpy as np
 from PIL import Image
 
 from classifier.config_sections import SimilarCases
-from classifier.data import DataError, Record, read_metadata, resolve_images
+from classifier.data import Record, read_metadata, resolve_images
 from classifier.errors import exit_status
 from classifier.model_folder import ModelConfig, read_config, write_config
 from classifier.preprocessing import load_and_prepare
 from classifier.similar import ATTRIBUTION, SimilarIndex
+from classifier.training.feature_cache import load_cache_split
 
 INDEX_NAME = "similar_cases.npz"
 DIMENSIONS = 128
@@ -95,14 +96,6 @@ def write_index(config: ModelConfig, features: np.ndarray, image_ids, records: l
         attribution=ATTRIBUTION))
 
 
-def load_cache_split(path: Path, split: str) -> dict[str, np.ndarray]:
-    part = Path(path).with_suffix(f".{split}.npz")
-    source = part if part.is_file() else Path(path)
-    prefix = "" if part.is_file() else f"{split}_"
-    with np.load(source, allow_pickle=False) as stored:
-        return {k[len(prefix):]: stored[k] for k in stored.files if k.startswith(prefix)}
-
-
 def measure_vote(index: SimilarIndex, test: dict, train_counts: np.ndarray, folder: Path,
                  ks=(8, 16, 32)) -> list[dict]:
     """Balanced accuracy and malignant AUC of the k-nearest vote (divided by the training class prior) on the
@@ -146,14 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--measure", action="store_true", help="print the vote against the softmax on the test split")
     args = p.parse_args(argv)
     config = read_config(args.model)
-    with np.load(args.features if args.features.is_file() else args.features.with_suffix(".train.npz")) as stored:
-        graph = str(stored["tflite_sha256"]) if "tflite_sha256" in stored.files else None
-    from classifier.model_folder import sha256_of
-
-    if graph and graph != sha256_of(config.file("tflite")):
-        raise DataError(f"{args.features} was computed with another graph than {args.model}'s model.tflite")
     records = read_metadata(args.data)
-    train = load_cache_split(args.features, "train")
+    train = load_cache_split(args.features, "train", args.model)
     if args.write:
         started = time.time()
         paths = resolve_images([r for r in records if r.image_id in set(train["image_id"])], args.data)
