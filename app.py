@@ -210,7 +210,7 @@ def build_demo(classifier, max_file_size: str | int = "10mb"):
             progress((0, len(items)), desc="classifying", unit="images")
             result = batch_tab.classify_batch(classifier, items,
                                               progress=lambda done, total: progress((done, total), unit="images"))
-            return result.summary, result.rows, batch_tab.write_csv(result.records)
+            return result.summary, result.rows, batch_tab.write_csv(result)
         except Exception as err:  # a bad file is a row of its own; this is a bug
             raise page_error(err) from None
 

@@ -1,4 +1,5 @@
-"""Prediction results as records and rows, and the writers that both ``predict`` engines share.
+"""Prediction results as records and rows, and the writers that both ``predict`` engines and the page's batch tab
+share.
 
 A record is the JSON object ``predict`` prints for one input: ``{"path": ..., **Prediction.to_dict()}``, or
 ``{"path": ..., "error": ...}`` for an input that could not be classified; one per input, in input order
@@ -34,6 +35,7 @@ from pathlib import Path
 
 from classifier.errors import ClassifierError
 
+TOP_K = 3  # classes per record unless asked otherwise (predict --top-k; the batch tab)
 OUT_FORMATS = {".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 PART_ROWS = 10_000  # a Parquet part file holds at most this many rows
 PART_SECONDS = 60.0  # and is written at least this often while rows come in

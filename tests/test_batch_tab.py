@@ -1,9 +1,11 @@
 """The "Many images" tab's logic (classifier.batch_tab): images and zips as batch items, the caps checked before
-anything is read, bad files as rows, the CSV. The tab in a browser: tests/test_browser.py."""
+anything is read, bad files as rows, and predict's records and CSV (classifier/results.py). The tab in a browser:
+tests/test_browser.py."""
 
 from __future__ import annotations
 
-import csv
+import json
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -11,8 +13,16 @@ import pytest
 
 from classifier import batch_tab
 from classifier.api import load_classifier
+from classifier.cli import main
 from classifier.labels import CODES
+from classifier.results import row_columns
 from tests.app_helpers import jpeg_bytes
+
+# a zip as uploaded: its entries out of order, a broken image, and a non-image (skipped, as predict skips it in a
+# folder); MACOS_JUNK is skipped by the tab only (predict would read such files in a folder)
+ZIP_ENTRIES = {"two.png": jpeg_bytes(96, 3), "c/junk.png": b"not an image at all", "a/one.jpg": jpeg_bytes(96, 2),
+               "notes.txt": b"hello", "empty/": b""}
+MACOS_JUNK = {"__MACOSX/a/._one.jpg": b"junk", ".hidden.jpg": b"junk"}
 
 
 @pytest.fixture(scope="module")
@@ -27,17 +37,21 @@ def make_zip(path: Path, entries: dict[str, bytes]) -> Path:
     return path
 
 
+def uploads(folder: Path, junk: bool = False) -> list[Path]:
+    """Two images, a broken one and a zip of images (with macOS junk if asked), as the page would get them."""
+    folder.mkdir()
+    (folder / "good.jpg").write_bytes(jpeg_bytes(96, 1))
+    (folder / "other.png").write_bytes(jpeg_bytes(80, 4))
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    make_zip(folder / "lesions.zip", ZIP_ENTRIES | (MACOS_JUNK if junk else {}))
+    return [folder / name for name in ("good.jpg", "other.png", "broken.jpg", "lesions.zip")]
+
+
 def test_batch_reads_images_and_zips_and_reports_bad_files_as_rows(classifier, tmp_path, monkeypatch):
-    good = tmp_path / "good.jpg"
-    good.write_bytes(jpeg_bytes(96, 1))
-    broken = tmp_path / "broken.jpg"
-    broken.write_bytes(b"\xff\xd8 not really a jpeg")
-    archive = make_zip(tmp_path / "lesions.zip", {
-        "a/one.jpg": jpeg_bytes(96, 2), "two.png": jpeg_bytes(96, 3), "notes.txt": b"hello",
-        "__MACOSX/a/._one.jpg": b"junk", ".hidden.jpg": b"junk", "empty/": b""})
-    items = batch_tab.batch_items([str(good), str(broken), str(archive)])
-    assert [i.name for i in items] == ["good.jpg", "broken.jpg", "lesions.zip/a/one.jpg", "lesions.zip/two.png",
-                                       "lesions.zip/notes.txt"]
+    items = batch_tab.batch_items([str(p) for p in uploads(tmp_path / "in", junk=True)])
+    names = ["good.jpg", "other.png", "broken.jpg", "lesions.zip/a/one.jpg", "lesions.zip/c/junk.png",
+             "lesions.zip/two.png"]
+    assert [i.name for i in items] == names  # a zip's images sorted, in its place
 
     calls, progress = [], []
     real = classifier.classify_each
@@ -50,24 +64,52 @@ def test_batch_reads_images_and_zips_and_reports_bad_files_as_rows(classifier, t
     monkeypatch.setattr(batch_tab, "BATCH_CHUNK", 2)
     result = batch_tab.classify_batch(classifier, items,
                                       progress=lambda done, total: progress.append((done, total)))
-    assert calls == [2, 2]  # only readable-by-name files reach the model, through classify_each, 2 at a time
-    assert progress == [(2, 4), (4, 4)]
-    assert [r[0] for r in result.rows] == [i.name for i in items]
-    errors = [r for r in result.rows if r[3].startswith("error:")]
-    assert [r[0] for r in errors] == ["broken.jpg", "lesions.zip/notes.txt"]
-    assert errors[0][3].startswith("error: not an image in a supported format") and "not an image" in errors[1][3]
-    for row in result.rows:
-        if row not in errors:
-            assert row[1].split(" — ")[0] in CODES and row[1].endswith("%)") and row[2].endswith("%")
-    assert result.summary == "3 of 5 images classified; 2 could not be (see their rows)."
+    assert calls == [2, 2, 2]  # through classify_each, 2 at a time
+    assert progress == [(2, 6), (4, 6), (6, 6)]
+    assert [r["path"] for r in result.records] == names
+    errors = {r["path"]: r["error"] for r in result.records if "error" in r}
+    assert list(errors) == ["broken.jpg", "lesions.zip/c/junk.png"]
+    assert errors["broken.jpg"].startswith("broken.jpg: not an image in a supported format")
+    assert errors["lesions.zip/c/junk.png"].startswith("junk.png: ")  # named as read by path, not "upload"
+    assert all(set(r) == {"path", "error"} for r in result.records if "error" in r)
 
-    path = batch_tab.write_csv(result.records, tmp_path)
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert list(rows[0]) == batch_tab.CSV_COLUMNS and [r["file"] for r in rows] == [i.name for i in items]
-    assert [bool(r["error"]) for r in rows] == [False, True, False, False, True]
-    ok = [r for r in rows if not r["error"]]
-    assert all(r["label"] in CODES and 0 <= float(r["malignant_probability"]) <= 1 for r in ok)
+    # the page's table: a compact view of the same records
+    assert [row[0] for row in result.rows] == names
+    for row, record in zip(result.rows, result.records, strict=True):
+        if "error" in record:
+            assert row[1:] == ["", "", f"error: {record['error']}"]
+        else:
+            assert row[1].split(" — ")[0] == record["label"] in CODES and row[1].endswith("%)")
+            assert row[2] == f"{record['malignant_probability']:.1%}"
+    assert result.summary == "4 of 6 images classified; 2 could not be (see their rows)."
+
+
+@pytest.mark.parametrize("model", ["tiny_litert_dir", "bundled_model_dir"])
+def test_the_batch_csv_is_what_predict_writes(model, request, tmp_path, monkeypatch, capsys):
+    """The same files through the tab and through ``predict --out`` (a zip there as the folder it holds): the same
+    records, and the CSV download byte for byte."""
+    model_dir = request.getfixturevalue(model)
+    files = uploads(tmp_path / "in")
+    result = batch_tab.classify_batch(load_classifier(str(model_dir)), batch_tab.batch_items(list(map(str, files))))
+    page_csv = Path(batch_tab.write_csv(result, tmp_path))
+
+    cli = tmp_path / "cli"
+    cli.mkdir()
+    for path in files[:-1]:
+        shutil.copy(path, cli)
+    with zipfile.ZipFile(files[-1]) as archive:
+        archive.extractall(cli / "lesions.zip")  # a folder named like the zip: the same paths
+    monkeypatch.chdir(cli)
+    names = [p.name for p in files]
+    for out in ("x.csv", "x.jsonl"):
+        assert main(["predict", *names, "--model", str(model_dir), "--out", out]) == 1  # two images fail
+    capsys.readouterr()
+
+    assert page_csv.read_bytes() == (cli / "x.csv").read_bytes()
+    assert page_csv.read_text().splitlines()[0].split(",") == row_columns(result.top_k, result.codes)
+    records = [json.loads(line) for line in (cli / "x.jsonl").read_text().splitlines()]
+    assert json.loads(json.dumps(result.records)) == records
+    assert sum("error" in r for r in records) == 2
 
 
 def test_batch_caps_are_checked_before_reading(tmp_path, monkeypatch):
@@ -87,6 +129,6 @@ def test_batch_caps_are_checked_before_reading(tmp_path, monkeypatch):
         batch_tab.batch_items([str(archive)])  # the zip's directory sizes count, before anything is read
     not_zip = tmp_path / "fake.zip"
     not_zip.write_bytes(b"not a zip")
-    assert "not a readable zip" in batch_tab.batch_items([str(not_zip)])[0].error
+    assert str(batch_tab.batch_items([str(not_zip)])[0].error).startswith("fake.zip: not a readable zip")
     limits = batch_tab.batch_limits_text(10 * 1024**2)
     assert "100 images" in limits and "10 MB" in limits

@@ -165,8 +165,8 @@ def test_batch_tab_gives_a_row_per_file_and_a_csv(browser, served, tmp_path):
     expect(link).to_be_visible(timeout=30_000)
     body = page.request.get(link.get_attribute("href")).text()
     records = list(csv.DictReader(io.StringIO(body)))
-    assert sorted(r["file"] for r in records) == sorted(p.name for p in files)
-    assert [r["file"] for r in records if r["error"]] == ["broken.jpg"]
+    assert sorted(r["path"] for r in records) == sorted(p.name for p in files)  # predict's columns
+    assert [r["path"] for r in records if r["error"]] == ["broken.jpg"]
     page.close()
 
 

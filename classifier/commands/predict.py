@@ -23,6 +23,7 @@ from pathlib import Path
 from classifier.errors import ArgumentError, ClassifierError, MissingPackage
 from classifier.model_options import add_model_arguments, open_model
 from classifier.preprocessing import IMAGE_LIKE_SUFFIXES
+from classifier.results import TOP_K
 from classifier.similar import similar_count
 
 BATCH_SIZE = 32
@@ -35,7 +36,7 @@ def add_arguments(p):
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="image files or folders (searched recursively); with --engine ray also URIs such as "
                    "s3://bucket/prefix or hf://datasets/owner/name/folder")
-    p.add_argument("--top-k", type=int, default=3, help="classes to list per image (default: 3)")
+    p.add_argument("--top-k", type=int, default=TOP_K, help=f"classes to list per image (default: {TOP_K})")
     p.add_argument("--format", choices=("json", "csv"),
                    help="stdout format: JSON lines (default) or CSV; --out takes its format from its suffix")
     p.add_argument("--out", type=Path, help="write rows to this .jsonl, .csv or .parquet (a folder of part files) "
