@@ -17,15 +17,16 @@ from PIL import Image
 
 from classifier.context import ContextError, PatientContext, load_context_head, parse_context
 from classifier.errors import ArgumentError
-from classifier.explain import cam_heatmap, energy, image_check_reasons, overlay, softmax
+from classifier.explain import cam_heatmap, image_check_reasons, overlay, softmax
 from classifier.labels import DISCLAIMER
 from classifier.model_folder import ModelConfig, read_config
+from classifier.ood import flag_reasons, load_feature_statistics, ood_flags
 from classifier.preprocessing import load_and_prepare
 from classifier.quality import QualityFinding, assess, load_size_probe
 from classifier.runtime import open_runtime
 from classifier.similar import SimilarCase, load_similar_index, similar_count
 from classifier.tta import views_of
-from classifier.uncertainty import mahalanobis_distance, prediction_sets
+from classifier.uncertainty import prediction_sets
 
 
 def top_k_value(top_k, count: int, name: str = "top_k") -> int:
@@ -44,51 +45,6 @@ def malignant_note(codes: list[str]) -> str:
     """What P(malignant) is, naming the model's malignant classes."""
     return (f"P(malignant) is the sum of the probabilities of the malignant classes ({', '.join(codes)}). "
             "It is a model output on a research data set, not a risk estimate for a person.")
-
-
-def ood_flags(config: ModelConfig, logits: np.ndarray, features: np.ndarray | None = None,
-              feature_statistics: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-    """The served out-of-distribution rule on the model's own scores, per image (the image checks for uniform,
-    colourless or noise-like pictures come on top, in :meth:`Classifier.classify`).
-
-    ``logits`` (N, V, K) are each image's per-view logits (or (N, K) for one view) and ``features`` (N, D) the
-    mean of its views' pooled features, so that with the eight symmetries of the square served, the warning,
-    like the probabilities, is the same however the image is turned. The energy is the mean of the views'
-    energies. Returns
-    ``energy`` and ``by_energy`` (energy above ``ood.energy_threshold``; all False without one), ``distance``
-    and ``by_features`` (Mahalanobis feature distance above ``ood.feature_threshold``; NaN and False without
-    the feature score or features), and ``warned``: either.
-    """
-    logits = np.asarray(logits)
-    scores = energy(logits).mean(axis=1) if logits.ndim == 3 else energy(np.atleast_2d(logits))
-    threshold = config.ood.energy_threshold
-    by_energy = scores > threshold if threshold is not None else np.zeros(len(scores), bool)
-    distance = np.full(len(scores), np.nan)
-    by_features = np.zeros(len(scores), bool)
-    if feature_statistics is not None and features is not None and config.ood.feature_threshold is not None:
-        distance = mahalanobis_distance(features, feature_statistics).astype(np.float64)
-        by_features = distance > config.ood.feature_threshold
-    return {"energy": scores, "by_energy": by_energy, "distance": distance, "by_features": by_features,
-            "warned": by_energy | by_features}
-
-
-def _share(quantile: float | None) -> str:
-    """'97% of the' for a threshold's fitted quantile, 'the' when the model folder does not say."""
-    return "the" if quantile is None else f"{quantile:.0%} of the"
-
-
-def load_feature_statistics(config: ModelConfig) -> dict[str, np.ndarray] | None:
-    """The training-feature statistics of the feature score (``ood_features.npz``); None if the model has none."""
-    from classifier.model_folder import ModelFolderError
-
-    if config.ood.feature_threshold is None:
-        return None
-    path = config.file("ood_features")
-    try:
-        with np.load(path, allow_pickle=False) as stored:
-            return {k: stored[k] for k in ("projection", "projected_means")}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelFolderError(f"{path}: not readable feature statistics ({exc})") from exc
 
 
 @dataclass(frozen=True)
@@ -348,20 +304,7 @@ class Classifier:
                   for i in order]
         flags = ood_flags(self.config, logits[None], None if features is None else features[None],
                           self.feature_statistics)
-        score = float(flags["energy"][0])
-        reasons = image_check_reasons(prepared)
-        threshold = self.config.ood.energy_threshold
-        if flags["by_energy"][0]:
-            reasons.append(f"the model's energy score {score:.2f} is above the threshold {threshold:.2f} "
-                           f"that {_share(self.config.ood.energy_quantile)} validation images stay under")
-        distance, feature_threshold = None, self.config.ood.feature_threshold
-        if not np.isnan(flags["distance"][0]):
-            distance = round(float(flags["distance"][0]), 4)
-            if flags["by_features"][0]:
-                reasons.append(f"its features are far from every class of the training images (distance "
-                               f"{distance:.2f}, above the threshold {feature_threshold:.2f} that "
-                               f"{_share(self.config.ood.feature_quantile)} validation images "
-                               "stay under)")
+        distance = None if np.isnan(flags["distance"][0]) else round(float(flags["distance"][0]), 4)
         conformal_set = None
         if conformal_threshold is not None:
             conformal_set = [codes[i] for i in prediction_sets(probs[None], conformal_threshold)[0]]
@@ -375,9 +318,9 @@ class Classifier:
             probabilities=ranked,
             top_k=top_k,
             malignant_probability=round(float(sum(probs[i] for i, lb in enumerate(self.labels) if lb.malignant)), 6),
-            ood_score=round(score, 4),
-            ood_threshold=threshold,
-            warning_reasons=reasons,
+            ood_score=round(float(flags["energy"][0]), 4),
+            ood_threshold=self.config.ood.energy_threshold,
+            warning_reasons=image_check_reasons(prepared) + flag_reasons(self.config, flags),
             tta_views=len(logits),
             image=prepared,
             heatmap=cam_heatmap(cam, chosen, self.size) if heatmap else None,
@@ -385,7 +328,7 @@ class Classifier:
             prediction_set=conformal_set,
             set_coverage=self.config.conformal.coverage,
             feature_distance=distance,
-            feature_threshold=feature_threshold if distance is not None else None,
+            feature_threshold=self.config.ood.feature_threshold if distance is not None else None,
             quality=assess(prepared, features, self.size_probe),
             context=context,
             image_only_probabilities=image_only,

@@ -1,5 +1,6 @@
-"""Explanations and qualifiers of a prediction: class-activation heatmaps and the
-"not what I was trained on" checks."""
+"""Explanations and qualifiers of a prediction: probabilities from logits, class-activation heatmaps and the
+cheap image checks of the "not what I was trained on" warning (the model's own out-of-distribution scores are
+in :mod:`classifier.ood`)."""
 
 from __future__ import annotations
 
@@ -22,13 +23,6 @@ def softmax(logits: np.ndarray, temperature: float = 1.0, class_bias=None) -> np
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=-1, keepdims=True)
-
-
-def energy(logits: np.ndarray) -> np.ndarray:
-    """Energy score -logsumexp(logits): higher means less like the training data (Liu et al., 2020)."""
-    z = np.asarray(logits, dtype=np.float64)
-    m = z.max(axis=-1)
-    return -(m + np.log(np.exp(z - m[..., None]).sum(axis=-1)))
 
 
 def colourfulness(image: np.ndarray) -> float:

@@ -1,10 +1,10 @@
-"""Class-activation maps, calibration and the out-of-distribution qualifiers."""
+"""Class-activation maps, calibration and the image checks."""
 
 import numpy as np
 import pytest
 
-from classifier.evaluation.fitting import energy_threshold, fit_temperature
-from classifier.explain import cam_heatmap, colourfulness, energy, image_check_reasons, softmax
+from classifier.evaluation.fitting import fit_temperature
+from classifier.explain import cam_heatmap, colourfulness, image_check_reasons, softmax
 from tests.conftest import lesion_like
 
 
@@ -67,12 +67,6 @@ def test_fit_temperature_recovers_a_known_temperature():
     logits = rng.normal(0, 3, (4000, 7))
     labels = np.array([rng.choice(7, p=p) for p in softmax(logits / 2.0)])
     assert fit_temperature(logits, labels) == pytest.approx(2.0, rel=0.1)
-
-
-def test_energy_threshold_lets_the_chosen_share_through():
-    logits = np.random.default_rng(1).normal(0, 2, (1000, 7))
-    threshold = energy_threshold(logits, 0.95)
-    assert (energy(logits) > threshold).mean() == pytest.approx(0.05, abs=0.01)
 
 
 def test_image_checks_flag_uniform_and_grey_images_only():

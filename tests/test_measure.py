@@ -6,16 +6,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from classifier.api import Classifier, ood_flags
+from classifier.api import Classifier
 from classifier.config_sections import Architecture, Metrics
 from classifier.documents.card import render_model_card
 from classifier.evaluation.fitting import mean_probabilities
 from classifier.evaluation.measure import measure
 from classifier.evaluation.metrics import classification_metrics, roc_auc
-from classifier.explain import energy
 from classifier.labels import CLASSES
 from classifier.model_folder import ModelConfig
-from classifier.uncertainty import fit_mahalanobis, mahalanobis_distance, set_metrics
+from classifier.ood import energy, fit_mahalanobis, mahalanobis_distance, ood_flags
+from classifier.uncertainty import set_metrics
 from tests.conftest import lesion_like
 
 K, D = len(CLASSES), 16

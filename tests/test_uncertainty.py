@@ -1,4 +1,4 @@
-"""Conformal prediction sets and the Mahalanobis feature score, on generated numbers."""
+"""Conformal prediction sets, on generated numbers."""
 
 import numpy as np
 import pytest
@@ -6,8 +6,6 @@ import pytest
 from classifier.uncertainty import (
     conformity_scores,
     fit_conformal_threshold,
-    fit_mahalanobis,
-    mahalanobis_distance,
     prediction_sets,
     set_metrics,
 )
@@ -40,17 +38,3 @@ def test_split_conformal_covers_the_nominal_share_of_exchangeable_images():
     assert 0.88 <= metrics["coverage"] <= 0.93
     assert 1 < metrics["mean_set_size"] < 5
     assert fit_conformal_threshold(*sample(500), coverage=0.5) < threshold
-
-
-def test_mahalanobis_distance_is_small_for_training_like_features_and_large_for_foreign_ones():
-    rng = np.random.default_rng(1)
-    means = rng.normal(0, 3, (3, 16))
-    labels = rng.integers(0, 3, 3000)
-    features = means[labels] + rng.normal(0, 1, (3000, 16)) * np.linspace(0.2, 2, 16)
-    fitted = fit_mahalanobis(features, labels, 3, shrinkage=0.0)
-    inside = mahalanobis_distance(means[labels[:500]] + rng.normal(0, 1, (500, 16)) * np.linspace(0.2, 2, 16), fitted)
-    assert np.median(inside) == pytest.approx(1.0, abs=0.15)  # chi-square / dims
-    foreign = mahalanobis_distance(rng.normal(0, 1, (50, 16)) * 6, fitted)
-    assert np.quantile(inside, 0.99) < np.median(foreign)
-    assert fitted["projection"].shape == (16, 16) and fitted["projected_means"].shape == (3, 16)
-    assert fit_mahalanobis(features, labels, 3, dims=4)["projection"].shape == (16, 4)

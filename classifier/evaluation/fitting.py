@@ -1,11 +1,12 @@
-"""The fits made on the validation split: temperature, prior correction, energy threshold."""
+"""The fits made on the validation split: temperature and prior correction (the out-of-distribution thresholds
+are fitted by :mod:`classifier.ood`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from classifier.evaluation.metrics import negative_log_likelihood
-from classifier.explain import energy, softmax
+from classifier.explain import softmax
 
 
 def mean_probabilities(view_logits: np.ndarray, temperature: float, class_bias=None) -> np.ndarray:
@@ -51,10 +52,3 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, class_bias=None) -> 
         else:
             lo = a
     return round(float(np.exp((lo + hi) / 2)), 4)
-
-
-def energy_threshold(logits: np.ndarray, in_distribution_rate: float = 0.95) -> float:
-    """Energy score that the given share of (validation) images stays under; for per-view logits (N, V, K), the
-    mean of the views' energies (what is served)."""
-    scores = energy(logits)
-    return round(float(np.quantile(scores.mean(axis=1) if scores.ndim == 2 else scores, in_distribution_rate)), 4)

@@ -7,7 +7,7 @@ Names (all computed on the served probabilities: the mean over the views of soft
   ``confusion_matrix``, ``melanoma_recall``: :func:`classification_metrics`;
 - ``malignant_auc``: ROC AUC of P(malignant) (the sum over the malignant classes) for malignant vs benign;
 - ``ood_warning_rate``: share of the images for which the served out-of-distribution rule on the model's scores
-  (:func:`classifier.api.ood_flags`: energy above its threshold or feature distance above its threshold) raises
+  (:func:`classifier.ood.ood_flags`: energy above its threshold or feature distance above its threshold) raises
   the warning; ``ood_warning_rate_energy`` and ``ood_warning_rate_features``: each score alone. Only for a model
   with such thresholds. The image checks (uniform, colourless, noise-like pictures) are not part of it;
 - ``conformal``: ``nominal_coverage`` and the measured ``coverage``, ``mean_set_size``, ``singleton_rate`` and
@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from classifier.api import ood_flags
 from classifier.evaluation.fitting import mean_probabilities
 from classifier.evaluation.metrics import classification_metrics, malignant_auc
 from classifier.model_folder import ModelFolderError
+from classifier.ood import ood_flags
 
 
 def predict_logits(classifier, paths: list[Path], tta: bool = False, batch_size: int = 32,

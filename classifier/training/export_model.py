@@ -114,7 +114,8 @@ def fit_uncertainty(config: ModelConfig, val_probs: np.ndarray, y_val: np.ndarra
                     y_train: np.ndarray, val_features: np.ndarray, coverage: float = 0.9) -> ModelConfig:
     """Fit the conformal prediction sets (on validation probabilities) and the Mahalanobis feature score (on
     training features, its threshold on validation): ``ood_features.npz`` in the folder, and the config with them."""
-    from classifier.uncertainty import fit_conformal_threshold, fit_mahalanobis, mahalanobis_distance
+    from classifier.ood import feature_threshold, fit_mahalanobis
+    from classifier.uncertainty import fit_conformal_threshold
 
     fitted = fit_mahalanobis(train_features, y_train, len(config.labels))
     np.savez(config.folder / "ood_features.npz", **fitted)
@@ -125,7 +126,7 @@ def fit_uncertainty(config: ModelConfig, val_probs: np.ndarray, y_val: np.ndarra
         ood=replace(config.ood, feature_score="Mahalanobis distance of the L2-normalised pooled features (mean over "
                     "the served views) to the nearest class mean, shared covariance of the training features "
                     "(squared, per dimension)",
-                    feature_threshold=round(float(np.quantile(mahalanobis_distance(val_features, fitted), 0.97)), 4),
+                    feature_threshold=feature_threshold(val_features, fitted, 0.97),
                     feature_quantile=0.97, chosen_on="validation split: 99% of in-distribution images stay under the "
                     "energy threshold, 97% under the feature threshold"))
 
@@ -137,15 +138,10 @@ def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Pat
     ``python -m classifier evaluate --split test`` prints (``measure()``)."""
     from classifier.api import Classifier
     from classifier.documents.card import write_model_card
-    from classifier.evaluation.fitting import (
-        energy_threshold,
-        fit_prior_correction,
-        fit_temperature,
-        mean_probabilities,
-        prior_bias,
-    )
+    from classifier.evaluation.fitting import fit_prior_correction, fit_temperature, mean_probabilities, prior_bias
     from classifier.evaluation.measure import measure, predict_for_measure, predict_logits
     from classifier.evaluation.metrics import classification_metrics
+    from classifier.ood import energy_threshold
 
     config = read_config(out)
     split = load_split(config.file("split"))
