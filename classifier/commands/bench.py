@@ -43,8 +43,15 @@ def run(args):
         raise ClassifierError(str(exc)) from exc
     print(table(results))
     print(json.dumps(results))
-    if args.write:
-        from classifier.evaluation.benchmark import write_to_model_folder
+    if args.write:  # the figures into the benchmarked folder's config.json and card
+        from dataclasses import replace
 
-        write_to_model_folder(results)
+        from classifier.documents.card import write_model_card
+        from classifier.evaluation.benchmark import latency_figures
+        from classifier.model_folder import read_config, write_config
+
+        config = read_config(Path(results["model"]))
+        config = config.with_sections(metrics=replace(config.metrics, latency=latency_figures(results)))
+        write_config(config)
+        write_model_card(config)
     return 0

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -255,16 +254,13 @@ def on_model_and_images(source: str | None, images: Path | None, max_images: int
         return run(folder, generate_images(Path(tmp)))
 
 
-def write_to_model_folder(results: dict) -> None:
-    """Record the headline figures in the benchmarked model folder's config.json and model card."""
+def latency_figures(results: dict) -> dict:
+    """The headline figures of a bench run as the model folder's config.json ``metrics.latency`` (and card) hold
+    them; ``bench --write`` stores them."""
     import platform
 
-    from classifier.documents.card import write_model_card
-    from classifier.model_folder import read_config, write_config
-
-    config = read_config(Path(results["model"]))
     s, n = results["serving"], results["naive"]
-    config = config.with_sections(metrics=replace(config.metrics, latency={
+    return {
         "measured_with": "python -m classifier bench --model model",
         "machine": f"{results['cpus']} CPU cores ({platform.machine()})",
         "images": results["images"], "views": results["views"], "tta_views": results["tta_views"],
@@ -275,6 +271,4 @@ def write_to_model_folder(results: dict) -> None:
         "naive_p50_ms": n["single"]["p50_ms"], "naive_p95_ms": n["single"]["p95_ms"],
         "naive_images_per_s": n["images_per_s"], "naive_cold_start_s": n["cold_start"]["seconds"],
         "naive_peak_rss_mb": round(n["cold_start"]["peak_rss_mb"]),
-    }))
-    write_config(config)
-    write_model_card(config)
+    }
