@@ -6,9 +6,6 @@ tests/conftest.py); tests/test_tiny_model.py checks that this script still write
 (TensorFlow needed) when the model-folder format or the export changes:
 
     .venv/bin/python -m scripts.make_tiny_model [--out tests/fixtures/tiny_model]
-
-``write_random_model`` also builds the tests' EfficientNet-Lite1 folder (``tiny_model_dir``), for the tests that
-need Keras.
 """
 
 from __future__ import annotations
@@ -25,8 +22,8 @@ SETTINGS = {"imagenet": False, "learning_rate": 1e-3, "batch_size": 8, "epochs":
             "stop_patience": 4}
 
 
-def write_random_model(out: Path, backbone: str = "tiny", size: int = 64, seed: int = 0) -> Path:
-    """A complete model folder written by the same code as training, with random weights: ``backbone`` at
+def write_random_model(out: Path, size: int = 64, seed: int = 0) -> Path:
+    """A complete model folder written by the same code as training, with random weights: the tiny backbone at
     ``size`` px, its head scaled so that outputs differ between images and classes."""
     import keras
 
@@ -36,16 +33,10 @@ def write_random_model(out: Path, backbone: str = "tiny", size: int = 64, seed: 
     from classifier.training.network import build_classifier
 
     keras.utils.set_random_seed(seed)
-    model = build_classifier(backbone, size, len(CODES), imagenet=False)
+    model = build_classifier("tiny", size, len(CODES), imagenet=False)
     scale_head(model, size, seed)
-    settings = {"backbone": backbone, "size": size, **SETTINGS}
-    if backbone == "tiny":  # base_config names the trained backbones only; the tiny one normalises as Lite1 does
-        config = base_config({**settings, "backbone": "lite1"})
-        config["architecture"]["backbone"] = "tiny (three Conv2D layers; a test fixture)"
-        config["training"] = settings
-    else:
-        config = base_config(settings)
     out = Path(out)
+    config = base_config({"backbone": "tiny", "size": size, **SETTINGS})
     write_model_card(write_model_files(model, out, config, split_path=None))
     return out
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: real (tiny, random-weight) model folders, the bundled model, the HAM10000 copy; and the
+"""Shared fixtures: the committed tiny model folder (random weights), the bundled model, the HAM10000 copy; and the
 test tiers. ``slow`` means: needs TensorFlow, a server (the fake Hub, Ray, the demo) or a browser, or takes minutes
 (evaluating the whole test split). A test that uses a fixture in ``SLOW_FIXTURES`` is marked slow here, so the
 marker cannot be forgotten. ``pytest --fast`` runs the rest, with TensorFlow and Keras made unimportable so that a
@@ -22,7 +22,7 @@ BUNDLED_MODEL = ROOT / "model"
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-SLOW_FIXTURES = {"tiny_model_dir", "hub", "local_ray"}  # build a Keras model, start the fake Hub, start Ray
+SLOW_FIXTURES = {"hub", "local_ray"}  # start the fake Hub, start Ray
 
 
 def pytest_addoption(parser):
@@ -48,19 +48,10 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    """A complete model folder written by the same code as training (EfficientNet-Lite1 at 64 px, random weights),
-    built with Keras in every session: for the tests that need Keras or the Lite1 export. A test that only serves
-    a model uses tiny_litert_dir."""
-    from scripts.make_tiny_model import write_random_model
-
-    return write_random_model(tmp_path_factory.mktemp("tiny_model"), backbone="lite1")
-
-
-@pytest.fixture(scope="session")
 def tiny_litert_dir(tmp_path_factory) -> Path:
     """The committed tiny model folder, tests/fixtures/tiny_model (the tiny backbone at 64 px, random weights, a
-    float32 LiteRT graph; written by ``python -m scripts.make_tiny_model``): serving without TensorFlow. A copy
+    float32 LiteRT graph and model.keras; written by ``python -m scripts.make_tiny_model``): serving without
+    TensorFlow, and the Keras model beside it for the tests that need one (marked slow). A copy
     outside the repository, as a downloaded model would be, so the committed files stay as they are; a test that
     writes into a model folder still copies it to tmp_path first."""
     from scripts.make_tiny_model import FIXTURE

@@ -115,7 +115,8 @@ def test_view_outputs_match_the_served_batch_path(tiny_litert_dir):
     np.testing.assert_allclose(features, np.stack([s[3] for s in served]), atol=1e-4)
 
 
-def test_a_trained_head_goes_into_a_candidate_folder(tiny_model_dir, tmp_path):
+@pytest.mark.slow  # Keras
+def test_a_trained_head_goes_into_a_candidate_folder(tiny_litert_dir, tmp_path):
     import keras
 
     from classifier.model_folder import read_config
@@ -129,9 +130,9 @@ def test_a_trained_head_goes_into_a_candidate_folder(tiny_model_dir, tmp_path):
     kernel, bias = model.get_layer("predictions").get_weights()
     assert np.mean(head_logits((kernel, bias), features).mean(axis=1).argmax(axis=1) == labels) > 0.9
 
-    dim = keras.models.load_model(read_config(tiny_model_dir).file("keras")).get_layer("predictions").get_weights()[0]
+    dim = keras.models.load_model(read_config(tiny_litert_dir).file("keras")).get_layer("predictions").get_weights()[0]
     new_kernel = rng.normal(size=dim.shape).astype(np.float32)
-    out = write_candidate(tiny_model_dir, new_kernel, np.arange(7, dtype=np.float32), tmp_path / "cand", {"r": 1})
+    out = write_candidate(tiny_litert_dir, new_kernel, np.arange(7, dtype=np.float32), tmp_path / "cand", {"r": 1})
     config = read_config(out)
     saved = keras.models.load_model(config.file("keras")).get_layer("predictions").get_weights()
     np.testing.assert_array_equal(saved[0], new_kernel)

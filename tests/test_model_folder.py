@@ -29,12 +29,12 @@ def edit_config(folder, change):
     (folder / "config.json").write_text(json.dumps(config))
 
 
-def test_written_folder_is_complete_and_valid(tiny_model_dir):
-    config = read_config(tiny_model_dir)
-    assert {p.name for p in tiny_model_dir.iterdir()} >= {"config.json", "model.keras", "model.tflite", "README.md"}
+def test_written_folder_is_complete_and_valid(tiny_litert_dir):
+    config = read_config(tiny_litert_dir)
+    assert {p.name for p in tiny_litert_dir.iterdir()} >= {"config.json", "model.keras", "model.tflite", "README.md"}
     assert config.codes == ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
     assert [label.malignant for label in config.labels] == [True, True, False, False, True, False, False]
-    card = (tiny_model_dir / "README.md").read_text()
+    card = (tiny_litert_dir / "README.md").read_text()
     assert card.startswith("---\nlicense: cc-by-nc-sa-4.0") and "no clinical or diagnostic value" in card
 
 

@@ -49,7 +49,7 @@ def runtime_differences(folder: Path, images: list) -> tuple[float, float, float
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["tiny_model_dir", "bundled_model_dir"])
+@pytest.mark.parametrize("model", ["tiny_litert_dir", "bundled_model_dir"])
 @pytest.mark.parametrize("images", ["generated", "ham10000"])
 def test_litert_and_keras_runtimes_agree(model, images, request):
     """A float32 graph gives the Keras model's probabilities; an int8 one (the bundled model) comes near them."""

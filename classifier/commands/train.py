@@ -6,7 +6,8 @@ from pathlib import Path
 def add_arguments(p):
     p.add_argument("--data", type=Path, required=True, help="HAM10000 folder: metadata CSV and images (any layout)")
     p.add_argument("--out", type=Path, default=Path("model"), help="model folder to write (default: model/)")
-    p.add_argument("--backbone", choices=("lite1", "b1"), default="lite1")
+    p.add_argument("--backbone", choices=("lite1", "b1", "tiny"), default="lite1",
+                   help="tiny: three convolutions, for tests only")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--resume", action="store_true", help="continue the run in --work after a stop")
     p.add_argument("--work", type=Path, default=Path("runs/train"), help="checkpoints, logs and split")

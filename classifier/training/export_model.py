@@ -22,7 +22,8 @@ from classifier.tta import SERVED_VIEWS, TTA_VIEWS
 
 def base_config(settings: dict, dropout: float = 0.3) -> dict:
     """The JSON document of a new model folder's config (``write_model_files`` adds its files and writes it)."""
-    backbone = {"lite1": "EfficientNet-Lite1", "b1": "EfficientNetB1"}[settings["backbone"]]
+    backbone = {"lite1": "EfficientNet-Lite1", "b1": "EfficientNetB1",
+                "tiny": "tiny (three Conv2D layers; a test fixture)"}[settings["backbone"]]
     return {
         "format_version": FORMAT_VERSION,
         "task": "image-classification",
@@ -39,7 +40,7 @@ def base_config(settings: dict, dropout: float = 0.3) -> dict:
             "function": "classifier.preprocessing.prepare",
             "steps": ["EXIF orientation applied", "RGB (alpha flattened onto black)", "largest centred square",
                       f"bicubic resize to {settings['size']}x{settings['size']}"],
-            "normalization": "inside the model" + (": (x - 127) / 128" if settings["backbone"] == "lite1" else ""),
+            "normalization": "inside the model" + (": (x - 127) / 128" if settings["backbone"] != "b1" else ""),
         },
         "labels": [{"code": c.code, "name": c.name, "malignant": c.malignant} for c in CLASSES],
         "calibration": {"temperature": 1.0, "fitted_on": None},
