@@ -125,7 +125,7 @@ def test_a_trained_head_goes_into_a_candidate_folder(tiny_litert_dir, tmp_path):
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(7), 6)
     features = np.abs(np.eye(7, 16)[labels][:, None] * 3 + rng.normal(0, 0.3, (len(labels), 8, 16)))
-    recipe = {"epochs": 40, "weights": 0.5, "dropout": 0.0, "learning_rate": 0.1}
+    recipe = {"epochs": 8, "weights": 0.5, "dropout": 0.0, "learning_rate": 0.1}
     model = train_head(features.astype(np.float32), labels, recipe)
     kernel, bias = model.get_layer("predictions").get_weights()
     assert np.mean(head_logits((kernel, bias), features).mean(axis=1).argmax(axis=1) == labels) > 0.9

@@ -1,5 +1,6 @@
 """The two runtimes agree, and the serving path never imports TensorFlow."""
 
+import functools
 import os
 import subprocess
 import sys
@@ -32,12 +33,19 @@ def ham_images(ham_dir: Path, count: int = 16) -> list[Path]:
     return paths
 
 
+@functools.cache
+def both_runtimes(folder: Path):
+    """The folder's model on LiteRT and on Keras, loaded once for every test here (the bundled model.keras takes
+    seconds)."""
+    from classifier.api import Classifier
+
+    return Classifier(folder, runtime="litert"), Classifier(folder, runtime="keras")
+
+
 def runtime_differences(folder: Path, images: list) -> tuple[float, float, float]:
     """LiteRT against Keras on the same prepared images (one view): the largest and the mean absolute difference
     of the calibrated probabilities, and the share of images with the same top class."""
-    from classifier.api import Classifier
-
-    litert, keras = Classifier(folder, runtime="litert"), Classifier(folder, runtime="keras")
+    litert, keras = both_runtimes(folder)
     assert (litert.runtime.name, keras.runtime.name) == ("litert", "keras")
     batch = np.stack([litert.prepare(image) for image in images])
     p_litert = litert.probabilities(litert.logits(batch)[0])

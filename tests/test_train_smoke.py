@@ -238,6 +238,6 @@ def test_training_runs_on_jax_without_tensorflow_and_is_exported_where_tensorflo
     assert "Keras backend: jax" in log and "TensorFlow is not installed here" in log
     assert (tmp_path / "run" / "epoch2.weights.h5").is_file() and not (tmp_path / "model").exists()
     assert cli.main(["export", "--work", str(tmp_path / "run"), "--data", str(tmp_path / "data"),
-                     "--out", str(tmp_path / "model"), "--average-last", "2"]) == 0
+                     "--out", str(tmp_path / "model"), "--average-last", "2", "--float"]) == 0
     prediction = Classifier(tmp_path / "model").classify(lesion_like(100))
     assert len(prediction.probabilities) == 7 and prediction.tta_views == 8
