@@ -2,6 +2,7 @@
 model folder; the same code trains EfficientNet-Lite1."""
 
 import csv
+import importlib.util
 import json
 import os
 import subprocess
@@ -219,25 +220,42 @@ NO_TENSORFLOW = textwrap.dedent("""
 """)
 
 
-def test_training_runs_on_jax_without_tensorflow_and_is_exported_where_tensorflow_is(tmp_path):
+JAX_TEST = "test_training_runs_on_jax_without_tensorflow_and_is_exported_where_tensorflow_is"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def jax_training(request, tmp_path_factory):
+    """The JAX training of the last test, started as this module starts (when that test is to run), so that it
+    runs on the other core while the tests before it train here: (its folder, the process), or None."""
+    if JAX_TEST not in {item.name for item in request.session.items} or importlib.util.find_spec("jax") is None:
+        yield None
+        return
+    root = tmp_path_factory.mktemp("jax")
+    make_dataset(root / "data")
+    # XLA unoptimised: it compiles about 8x faster, and what is tested here is the code path, not XLA's speed
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT),
+           "XLA_FLAGS": "--xla_backend_optimization_level=0"}
+    with subprocess.Popen([sys.executable, "-c", NO_TENSORFLOW, str(root)], cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=env) as process:
+        yield root, process
+        process.kill()  # nothing to do when it has finished
+
+
+def test_training_runs_on_jax_without_tensorflow_and_is_exported_where_tensorflow_is(jax_training):
     """The GPU path of issue 8: Keras 3 on JAX where TensorFlow is absent trains, checkpoints and stops before
     the LiteRT export (which needs TensorFlow); `export` then turns that run into a servable model folder."""
     pytest.importorskip("jax")
     from classifier import cli
     from classifier.api import Classifier
 
-    make_dataset(tmp_path / "data")
-    # XLA unoptimised: it compiles about 8x faster, and what is tested here is the code path, not XLA's speed
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT),
-           "XLA_FLAGS": "--xla_backend_optimization_level=0"}
-    done = subprocess.run([sys.executable, "-c", NO_TENSORFLOW, str(tmp_path)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=900, env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip().splitlines()[-1] == "jax False 0"
-    log = (tmp_path / "run" / "train.log").read_text()
+    root, process = jax_training
+    out, err = process.communicate(timeout=900)
+    assert process.returncode == 0, err[-3000:]
+    assert out.strip().splitlines()[-1] == "jax False 0"
+    log = (root / "run" / "train.log").read_text()
     assert "Keras backend: jax" in log and "TensorFlow is not installed here" in log
-    assert (tmp_path / "run" / "epoch2.weights.h5").is_file() and not (tmp_path / "model").exists()
-    assert cli.main(["export", "--work", str(tmp_path / "run"), "--data", str(tmp_path / "data"),
-                     "--out", str(tmp_path / "model"), "--average-last", "2", "--float"]) == 0
-    prediction = Classifier(tmp_path / "model").classify(lesion_like(100))
+    assert (root / "run" / "epoch2.weights.h5").is_file() and not (root / "model").exists()
+    assert cli.main(["export", "--work", str(root / "run"), "--data", str(root / "data"),
+                     "--out", str(root / "model"), "--average-last", "2", "--float"]) == 0
+    prediction = Classifier(root / "model").classify(lesion_like(100))
     assert len(prediction.probabilities) == 7 and prediction.tta_views == 8
