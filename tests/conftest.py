@@ -11,10 +11,10 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from classifier.data import HAM_DIR  # $HAM10000_DIR, else ../shared/data/ham10000
+from classifier.evaluation.benchmark import lesion_like  # noqa: F401  (the tests' generated image)
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_MODEL = ROOT / "model"
@@ -71,14 +71,3 @@ def ham_dir() -> Path:
     if not (HAM_DIR / "HAM10000_metadata.csv").is_file():
         pytest.skip(f"HAM10000 not found at {HAM_DIR} (set HAM10000_DIR)")
     return HAM_DIR
-
-
-def lesion_like(size: int = 160, seed: int = 0) -> np.ndarray:
-    """A generated skin-coloured image with a darker blob: cheap stand-in for a dermatoscopic photo."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size]
-    blob = np.exp(-(((yy - size / 2) ** 2 + (xx - size / 2) ** 2) / (2 * (size / 6) ** 2)))
-    skin = np.array([225.0, 170.0, 150.0])
-    lesion = np.array([110.0, 60.0, 45.0])
-    image = skin * (1 - blob[..., None]) + lesion * blob[..., None] + rng.normal(0, 8, (size, size, 3))
-    return image.clip(0, 255).astype(np.uint8)

@@ -69,18 +69,26 @@ def image_files(folder: Path, limit: int) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))[:limit]
 
 
+def lesion_like(size: int = 160, seed: int = 0) -> np.ndarray:
+    """A generated skin-coloured image with a darker blob: a cheap stand-in for a dermatoscopic photo (the bench's
+    images when no HAM10000 copy is at hand, and the tests')."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    blob = np.exp(-(((yy - size / 2) ** 2 + (xx - size / 2) ** 2) / (2 * (size / 6) ** 2)))
+    skin = np.array([225.0, 170.0, 150.0])
+    lesion = np.array([110.0, 60.0, 45.0])
+    image = skin * (1 - blob[..., None]) + lesion * blob[..., None] + rng.normal(0, 8, (size, size, 3))
+    return image.clip(0, 255).astype(np.uint8)
+
+
 def generate_images(folder: Path, count: int = 32) -> list[Path]:
-    """600x450 JPEGs of generated skin-coloured images with a darker blob (when no HAM10000 copy is at hand)."""
+    """600x450 JPEGs of :func:`lesion_like` images."""
     from PIL import Image
 
     paths = []
     for seed in range(count):
-        rng = np.random.default_rng(seed)
-        yy, xx = np.mgrid[0:160, 0:160]
-        blob = np.exp(-(((yy - 80) ** 2 + (xx - 80) ** 2) / (2 * 27.0**2)))[..., None]
-        image = [225.0, 170.0, 150.0] * (1 - blob) + [110.0, 60.0, 45.0] * blob + rng.normal(0, 8, (160, 160, 3))
         path = Path(folder) / f"generated_{seed:03d}.jpg"
-        Image.fromarray(image.clip(0, 255).astype(np.uint8)).resize((600, 450), Image.BICUBIC).save(path, quality=90)
+        Image.fromarray(lesion_like(160, seed)).resize((600, 450), Image.BICUBIC).save(path, quality=90)
         paths.append(path)
     return paths
 
