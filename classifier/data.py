@@ -140,3 +140,8 @@ def save_split(assignment: dict[str, str], path: Path, seed: int = SPLIT_SEED) -
 def load_split(path: Path) -> dict[str, str]:
     doc = json.loads(Path(path).read_text())
     return {image_id: s for s in SPLITS for image_id in doc.get(s, [])}
+
+
+def in_split(records: list[Record], split: dict[str, str], name: str) -> list[Record]:
+    """The records that ``split`` (image id -> 'train' / 'val' / 'test') assigns to ``name``, in their order."""
+    return [r for r in records if split.get(r.image_id) == name]

@@ -20,7 +20,7 @@ import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from classifier.data import DataError, lesion_split, read_metadata
+from classifier.data import DataError, in_split, lesion_split, read_metadata
 from classifier.errors import ClassifierError
 from classifier.labels import CODES
 from classifier.preprocessing import IMAGE_SUFFIXES
@@ -116,7 +116,7 @@ def choose_examples(data_dir: Path, per_class: int = 2) -> list[ExampleImage]:
     full_size = {p.stem for p in Path(data_dir).glob("images_600x450/*")}
     chosen = []
     for dx in CODES:
-        pool = [r for r in records if r.dx == dx and split[r.image_id] == "test"]
+        pool = [r for r in in_split(records, split, "test") if r.dx == dx]
         pool = [r for r in pool if r.dx_type == "histo"] or pool
         lesions: set[str] = set()
         for r in sorted(pool, key=lambda r: (r.image_id not in full_size, r.image_id)):

@@ -23,7 +23,7 @@ def main(argv=None) -> int:
     if not (args.work / "state.json").is_file():
         parser.error(f"{args.work}: not a training run (no state.json); give the --work folder of `train`")
 
-    from classifier.data import load_split, read_metadata, resolve_images
+    from classifier.data import in_split, load_split, read_metadata, resolve_images
     from classifier.errors import ClassifierError
     from classifier.evaluation.metrics import classification_metrics
     from classifier.labels import CODES
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     except ClassifierError as exc:
         parser.error(str(exc))
     split = load_split(args.work / "split.json")
-    val = [r for r in records if split.get(r.image_id) == "val"]
+    val = in_split(records, split, "val")
     paths = resolve_images(val, args.data)
     x = load_arrays([paths[r.image_id] for r in val], settings["size"]).astype("float32")
     y = np.array([CODES.index(r.dx) for r in val])

@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from classifier.api import load_classifier
-    from classifier.data import load_split, read_metadata, resolve_images
+    from classifier.data import in_split, load_split, read_metadata, resolve_images
 
     classifier = load_classifier(args.model)
     rows = []
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     if args.data:
         records = read_metadata(args.data)
         split = load_split(classifier.config.file("split"))
-        test = [r for r in records if split.get(r.image_id) == "test"]
+        test = in_split(records, split, "test")
         paths = resolve_images(test, args.data)
         warned = [bool(p.warning_reasons) for p in classifier.classify_batch([paths[r.image_id] for r in test])]
         result["test_split_images"] = len(warned)

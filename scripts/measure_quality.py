@@ -157,10 +157,10 @@ def measure(sources: list, name: str) -> dict:
 
 
 def test_split_paths(data: Path, split_name: str, limit: int | None) -> list[Path]:
-    from classifier.data import load_split, read_metadata, resolve_images
+    from classifier.data import in_split, load_split, read_metadata, resolve_images
 
     split = load_split(SPLIT)
-    records = [r for r in read_metadata(data) if split.get(r.image_id) == split_name]
+    records = in_split(read_metadata(data), split, split_name)
     paths = resolve_images(records, data)
     chosen = [paths[r.image_id] for r in records]
     if limit:

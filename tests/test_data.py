@@ -9,6 +9,7 @@ from PIL import Image
 from classifier.data import (
     DataError,
     find_images,
+    in_split,
     lesion_split,
     load_split,
     read_metadata,
@@ -94,3 +95,15 @@ def test_real_split_has_no_lesion_on_two_sides(ham_dir):
     # the byte-identical pairs named in the data set's README share a lesion, so a side
     for a, b in (("ISIC_0024777", "ISIC_0029938"), ("ISIC_0024366", "ISIC_0029861")):
         assert split[a] == split[b]
+
+
+def test_in_split_keeps_the_records_of_one_side_in_their_order(tmp_path):
+    write_metadata(tmp_path / "HAM10000_metadata.csv", generated_rows(60))
+    records = read_metadata(tmp_path)
+    split = lesion_split(records)
+    parts = {name: in_split(records, split, name) for name in ("train", "val", "test")}
+    assert sum(len(p) for p in parts.values()) == len(records)
+    for name, part in parts.items():
+        assert part and all(split[r.image_id] == name for r in part)
+        assert [records.index(r) for r in part] == sorted(records.index(r) for r in part)
+    assert in_split(records, {}, "train") == []  # an image the split does not name is on no side

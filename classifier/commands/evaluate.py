@@ -28,7 +28,7 @@ def add_arguments(p):
 
 def _labelled_images(args, classifier):
     """(image ids, paths, true labels) from --data/--split or --images/--labels."""
-    from classifier.data import find_images, lesion_split, load_split, read_metadata, resolve_images
+    from classifier.data import find_images, in_split, lesion_split, load_split, read_metadata, resolve_images
 
     codes = classifier.config.codes
     if args.data:
@@ -39,7 +39,7 @@ def _labelled_images(args, classifier):
         else:
             print("note: the model has no split.json; using the default lesion-grouped split", file=sys.stderr)
             split = lesion_split(records)
-        chosen = [r for r in records if split.get(r.image_id) == args.split]
+        chosen = in_split(records, split, args.split)
         if not chosen:
             raise DataError(f"no images of the {args.split} split found in {args.data}")
         paths = resolve_images(chosen, args.data)

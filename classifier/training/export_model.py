@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from classifier.config_sections import Calibration, Conformal, Metrics, Quantization
-from classifier.data import Record, load_split
+from classifier.data import Record, in_split, load_split
 from classifier.labels import CLASSES, CODES
 from classifier.model_folder import FORMAT_VERSION, ModelConfig, file_entry, read_config, write_config
 from classifier.preprocessing import load_and_prepare
@@ -106,7 +106,7 @@ def int8_tflite(serving_model, images: np.ndarray, tmp: Path) -> bytes:
 def calibration_images(records: list[Record], paths: dict[str, Path], split: dict[str, str], size: int,
                        count: int = 300, seed: int = 0) -> np.ndarray:
     """``count`` training-split images (a seeded random choice), prepared at ``size``: the int8 ranges' sample."""
-    train = sorted(r.image_id for r in records if split.get(r.image_id) == "train" and r.image_id in paths)
+    train = sorted(r.image_id for r in in_split(records, split, "train") if r.image_id in paths)
     chosen = np.random.default_rng(seed).choice(len(train), min(count, len(train)), replace=False)
     return np.stack([load_and_prepare(paths[train[i]], size) for i in sorted(chosen)])
 

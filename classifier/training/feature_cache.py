@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier.data import SPLITS, DataError, load_split, read_metadata, resolve_images
+from classifier.data import SPLITS, DataError, in_split, load_split, read_metadata, resolve_images
 from classifier.errors import exit_status
 from classifier.labels import CODES
 from classifier.model_folder import ModelFolderError, read_config, sha256_of
@@ -51,7 +51,7 @@ def view_outputs(classifier, images, views: tuple[str, ...] = tuple(VIEWS), batc
 
 def split_arrays(records, split: dict[str, str], name: str) -> dict[str, np.ndarray]:
     """Ids (sorted, as export orders them), labels, lesion ids and metadata of one split."""
-    chosen = sorted((r for r in records if split.get(r.image_id) == name), key=lambda r: r.image_id)
+    chosen = sorted(in_split(records, split, name), key=lambda r: r.image_id)
     return {
         "image_id": np.array([r.image_id for r in chosen], dtype=str),
         "lesion_id": np.array([r.lesion_id for r in chosen], dtype=str),

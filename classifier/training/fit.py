@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier.data import DataError, lesion_split, load_split, read_metadata, resolve_images, save_split
+from classifier.data import DataError, in_split, lesion_split, load_split, read_metadata, resolve_images, save_split
 from classifier.errors import ArgumentError
 from classifier.evaluation.metrics import classification_metrics
 from classifier.labels import CODES
@@ -215,7 +215,7 @@ def train(
     split = load_split(split_path)
     paths = resolve_images(records, data_dir)
     label_of = {r.image_id: CODES.index(r.dx) for r in records}
-    ids = {s: [r.image_id for r in records if split.get(r.image_id) == s] for s in ("train", "val")}
+    ids = {s: [r.image_id for r in in_split(records, split, s)] for s in ("train", "val")}
     log_line(work, f"loading {len(ids['train'])} train and {len(ids['val'])} validation images at {size}px")
     x_train = load_arrays([paths[i] for i in ids["train"]], size)
     y_train = np.array([label_of[i] for i in ids["train"]])
