@@ -278,7 +278,7 @@ class Classifier:
                 good = [p for p in prepared if not isinstance(p, Exception)]
                 outputs = iter(())
                 if good:
-                    logits, cam, features = self.forward(np.concatenate([views_of(p, views) for p in good]))
+                    logits, cam, features = self.forward(views_of(good, views))
                     logits = logits.reshape(len(good), len(views), -1)
                     cam = cam.reshape(len(good), len(views), *cam.shape[1:])[:, 0]
                     features = ([None] * len(good) if features is None

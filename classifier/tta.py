@@ -21,6 +21,12 @@ SERVED_VIEWS = tuple(VIEWS)
 TTA_VIEWS = tuple(VIEWS)
 
 
-def views_of(image: np.ndarray, views: tuple[str, ...]) -> np.ndarray:
-    """Stack the named views of one (H, W, C) image into a batch; the first is the one explained."""
-    return np.stack([np.ascontiguousarray(VIEWS[name](image)) for name in views])
+def views_of(images: np.ndarray | list[np.ndarray], views: tuple[str, ...]) -> np.ndarray:
+    """The named views of one (H, W, C) image, or of each of several, as one batch (image by image, views in the
+    given order; the first is the one explained), written straight into it: one copy per view."""
+    images = [images] if isinstance(images, np.ndarray) and images.ndim == 3 else list(images)
+    batch = np.empty((len(images) * len(views), *images[0].shape), images[0].dtype)
+    for i, image in enumerate(images):
+        for j, name in enumerate(views):
+            batch[i * len(views) + j] = VIEWS[name](image)
+    return batch

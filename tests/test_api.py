@@ -144,3 +144,14 @@ def test_the_batch_path_keeps_order_views_and_per_item_errors(bundled_model_dir)
         np.testing.assert_allclose(logits, expected_logits, atol=1e-4)
         np.testing.assert_allclose(cam, expected_cam[0], atol=1e-4)
         np.testing.assert_allclose(features, expected_features, atol=1e-4)  # every view's
+
+
+def test_views_of_several_images_is_their_views_one_image_after_another():
+    from classifier.tta import VIEWS, views_of
+
+    first, second = (lesion_like(32, seed=s).astype(np.float32) for s in (1, 2))
+    views = tuple(VIEWS)
+    batch = views_of([first, second], views)
+    assert batch.shape == (16, 32, 32, 3) and batch.flags.c_contiguous
+    np.testing.assert_array_equal(batch, np.concatenate([views_of(first, views), views_of(second, views)]))
+    np.testing.assert_array_equal(views_of(first, ("rot90",))[0], np.rot90(first))
