@@ -4,7 +4,7 @@ scikit-learn computes the confusion matrix, precision/recall/F1 and the ROC curv
 function for stays here in numpy: the top-1 calibration bins (with their counts), the expected calibration
 error, the negative log-likelihood, and the conventions this project reports (nan AUC for an absent class,
 nan recall for a class without support, macro averages over the classes present). Evaluation and training
-only: the serving path never imports classifier.reporting.
+only: the serving path never imports classifier.evaluation.
 """
 
 from __future__ import annotations
