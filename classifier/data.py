@@ -137,7 +137,11 @@ def save_split(assignment: dict[str, str], path: Path, seed: int = SPLIT_SEED) -
     Path(path).write_text(json.dumps(doc, indent=0) + "\n")
 
 
-def load_split(path: Path) -> dict[str, str]:
+def load_split(path: Path | None) -> dict[str, str]:
+    """Image id -> split, from a split.json (``None``: a model folder without one, which is a DataError: the
+    measurements that need the model's own split cannot run on it)."""
+    if path is None:
+        raise DataError("this model folder has no split.json, so its training/validation/test split is unknown")
     doc = json.loads(Path(path).read_text())
     return {image_id: s for s in SPLITS for image_id in doc.get(s, [])}
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from classifier.api import Classifier
-from classifier.data import HAM_DIR, in_split, load_split, read_metadata, resolve_images
+from classifier.data import HAM_DIR, DataError, in_split, load_split, read_metadata, resolve_images
 from classifier.errors import exit_status
 from classifier.evaluation.fitting import fit_temperature, mean_probabilities, prior_bias
 from classifier.evaluation.measure import predict_logits
@@ -31,6 +31,8 @@ def sweep(folder: Path, data: Path, strengths=STRENGTHS) -> list[dict]:
     records = read_metadata(data)
     split = load_split(classifier.config.file("split"))
     val, train = in_split(records, split, "val"), in_split(records, split, "train")
+    if not val or not train:
+        raise DataError(f"{data}: no images of the model's training and validation split in its metadata")
     paths = resolve_images(val, data)
     labels = np.array([codes.index(r.dx) for r in val])
     counts = np.bincount([codes.index(r.dx) for r in train], minlength=len(codes)).astype(float)

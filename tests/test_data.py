@@ -107,3 +107,8 @@ def test_in_split_keeps_the_records_of_one_side_in_their_order(tmp_path):
         assert part and all(split[r.image_id] == name for r in part)
         assert [records.index(r) for r in part] == sorted(records.index(r) for r in part)
     assert in_split(records, {}, "train") == []  # an image the split does not name is on no side
+
+
+def test_a_model_without_a_split_file_is_a_clear_error():
+    with pytest.raises(DataError, match="no split.json"):
+        load_split(None)
