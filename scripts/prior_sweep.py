@@ -23,10 +23,9 @@ from classifier.evaluation.metrics import classification_metrics
 STRENGTHS = (0.0, 0.2, 0.35, 0.5)
 
 
-def sweep(folder: Path, data: Path, strengths=STRENGTHS) -> list[dict]:
+def sweep(classifier: Classifier, data: Path, strengths=STRENGTHS) -> list[dict]:
     """One row per strength: (accuracy + balanced accuracy) / 2, accuracy, balanced accuracy, melanoma recall,
-    macro AUC on the model's validation split."""
-    classifier = Classifier(folder)
+    macro AUC on the model's validation split (the temperature refitted for each)."""
     codes = classifier.config.codes
     records = read_metadata(data)
     split = load_split(classifier.config.file("split"))
@@ -43,7 +42,7 @@ def sweep(folder: Path, data: Path, strengths=STRENGTHS) -> list[dict]:
         m = classification_metrics(mean_probabilities(logits, fit_temperature(logits, labels, bias), bias), labels,
                                    codes)
         criterion = round((m["accuracy"] + m["balanced_accuracy"]) / 2, 4)
-        rows.append({"model": str(folder), "tau": tau, "criterion": criterion, **{
+        rows.append({"model": str(classifier.config.folder), "tau": tau, "criterion": criterion, **{
             key: m[key] for key in ("accuracy", "balanced_accuracy", "melanoma_recall", "macro_auc")}})
     return rows
 
@@ -54,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=HAM_DIR, help="HAM10000 folder")
     args = p.parse_args(argv)
     for folder in args.models:
-        for row in sweep(folder, args.data):
+        for row in sweep(Classifier(folder), args.data):
             print(json.dumps(row), flush=True)
     return 0
 

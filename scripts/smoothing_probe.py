@@ -17,12 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from classifier.api import Classifier
-from classifier.data import HAM_DIR, DataError, in_split, load_split, read_metadata, resolve_images
+from classifier.data import HAM_DIR, load_split
 from classifier.errors import exit_status
-from classifier.evaluation.fitting import fit_temperature, mean_probabilities, prior_bias
-from classifier.evaluation.measure import predict_logits
-from classifier.evaluation.metrics import classification_metrics
 from scripts.measure_invariance import measure, split_pictures
+from scripts.prior_sweep import sweep
 
 JPEG_KINDS = ("jpeg_q95", "jpeg_q95_2x", "jpeg_exif_orientation", "cmyk_jpeg")
 
@@ -52,22 +50,13 @@ def probe(folder: Path, data: Path, sigma: float, pictures: int = 30) -> dict:
               "224 crops": split_pictures(data, split, "images_center224", pictures, "val"),
               "600x450": split_pictures(data, split, "images_600x450", None, "val")}
     shifts = measure(classifier, groups, False)
-    records, codes = read_metadata(data), classifier.config.codes
-    val, train = in_split(records, split, "val"), in_split(records, split, "train")
-    if not val or not train:
-        raise DataError(f"{data}: no images of the model's training and validation split in its metadata")
-    paths = resolve_images(val, data)
-    labels = np.array([codes.index(r.dx) for r in val])
-    counts = np.bincount([codes.index(r.dx) for r in train], minlength=len(codes)).astype(float)
-    logits = predict_logits(classifier, [paths[r.image_id] for r in val], show_progress=False)
-    bias = prior_bias(classifier.config.calibration.prior_correction_tau or 0.0, counts)
-    m = classification_metrics(mean_probabilities(logits, fit_temperature(logits, labels, bias), bias), labels, codes)
+    tau = classifier.config.calibration.prior_correction_tau or 0.0
+    figures = sweep(classifier, data, (tau,))[0]
     return {"sigma": sigma,
             "jpeg_mean_p95": round(float(np.mean([shifts[g][k]["p95"] for g in shifts for k in JPEG_KINDS])), 4),
             "jpeg_max": max(shifts[g][k]["max"] for g in shifts for k in JPEG_KINDS),
             "symmetry_max": max(shifts[g]["symmetries (7 per picture)"]["max"] for g in shifts),
-            "criterion": round((m["accuracy"] + m["balanced_accuracy"]) / 2, 4),
-            **{key: m[key] for key in ("accuracy", "balanced_accuracy", "melanoma_recall", "macro_auc")}}
+            **{key: value for key, value in figures.items() if key not in ("model", "tau")}}
 
 
 def main(argv: list[str] | None = None) -> int:
