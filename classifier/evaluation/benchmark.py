@@ -247,7 +247,7 @@ def bench(source: str | None, images: Path | None, runs: int, cold_runs: int, ma
 
 def on_model_and_images(source: str | None, images: Path | None, max_images: int, log, run) -> dict:
     """``run(model folder, image paths)`` for a model source and an image folder (default: the HAM10000 600x450
-    images; 600x450 JPEGs generated into a temporary folder when there are none)."""
+    images; 600x450 JPEGs generated into a temporary folder when there are none), at most ``max_images``."""
     from classifier.source import resolve_model_source
 
     folder = resolve_model_source(source).path
@@ -259,7 +259,7 @@ def on_model_and_images(source: str | None, images: Path | None, max_images: int
         return run(folder, paths)
     with tempfile.TemporaryDirectory() as tmp:
         log(f"no HAM10000 images at {DEFAULT_IMAGES}: generating 600x450 JPEGs")
-        return run(folder, generate_images(Path(tmp)))
+        return run(folder, generate_images(Path(tmp), min(32, max_images)))  # --max-images holds here too
 
 
 def latency_figures(results: dict) -> dict:
