@@ -17,7 +17,7 @@ from PIL import Image
 
 from classifier.context import ContextError, PatientContext, load_context_head, parse_context
 from classifier.errors import ArgumentError
-from classifier.explain import cam_heatmap, image_check_reasons, overlay, softmax
+from classifier.explain import cam_heatmap, decided_classes, image_check_reasons, overlay, softmax
 from classifier.labels import DISCLAIMER
 from classifier.model_folder import ModelConfig, read_config
 from classifier.ood import flag_reasons, load_feature_statistics, ood_flags
@@ -57,7 +57,10 @@ class ClassProbability:
 
 @dataclass
 class Prediction:
-    """One image's result. ``probabilities`` holds every class, most probable first."""
+    """One image's result. ``probabilities`` holds every class, most probable first. ``label`` is the decision:
+    the most probable class, or for a model that applies its prior correction to the decision only
+    (``calibration.decision_bias``) the class that correction chooses (``decision``), which may be another;
+    then ``most_probable`` and ``decision_note`` say so."""
 
     probabilities: list[ClassProbability]
     top_k: int
@@ -78,6 +81,7 @@ class Prediction:
     context: PatientContext | None = None  # the patient context the answer used; None: image only
     image_only_probabilities: dict[str, float] | None = None  # with context: the image-only answer, for comparison
     similar_cases: list[SimilarCase] = field(default_factory=list)  # nearest training lesions, nearest first
+    decision: str | None = None  # the class chosen with the decision-only prior correction; None: the most probable
 
     @property
     def top(self) -> list[ClassProbability]:
@@ -85,7 +89,22 @@ class Prediction:
 
     @property
     def label(self) -> str:
+        """The decision: ``decision`` when the model chose apart from the probabilities, else the most probable."""
+        return self.decision or self.most_probable
+
+    @property
+    def most_probable(self) -> str:
         return self.probabilities[0].code
+
+    @property
+    def decision_note(self) -> str | None:
+        """Why the decision is not the most probable class, in one sentence; None when it is."""
+        if self.label == self.most_probable:
+            return None
+        chosen = {p.code: p.probability for p in self.probabilities}
+        return (f"{self.label} is chosen although {self.most_probable} is more probable "
+                f"({chosen[self.most_probable]:.0%} against {chosen[self.label]:.0%}): the decision corrects for how "
+                f"rare {self.label} was in training (prior correction fitted on validation).")
 
     @property
     def warning(self) -> str | None:
@@ -121,6 +140,8 @@ class Prediction:
         result = {
             "notice": self.notice,
             "label": self.label,
+            **({} if self.decision is None else {"most_probable": self.most_probable,
+                                                 "decision_note": self.decision_note}),
             "top_k": [vars(p) for p in self.top],
             "probabilities": {p.code: p.probability for p in self.probabilities},
             "malignant_probability": self.malignant_probability,
@@ -192,8 +213,15 @@ class Classifier:
         return self.runtime.run(prepared.astype(np.float32))
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities: softmax((logits + class bias) / temperature), both fitted on validation."""
+        """Calibrated probabilities: softmax((logits + class bias) / temperature), both fitted on validation (the
+        class bias zeros for a model that applies its prior correction to the decision only)."""
         return softmax(logits, self.config.calibration.temperature, self.config.calibration.class_bias)
+
+    @property
+    def separate_decision(self) -> bool:
+        """True when the prior correction chooses the decision apart from the probabilities
+        (``calibration.decision_bias``): results then name the decision and the most probable class apart."""
+        return self.config.calibration.decision_bias is not None
 
     def classify(self, image, top_k: int = 3, tta: bool = False, heatmap: bool = False,
                  heatmap_class: str | None = None, age=None, sex=None, site=None,
@@ -300,6 +328,10 @@ class Classifier:
             probs = self.context_head.probabilities(view_features, context)
             conformal_threshold = self.context_head.conformal_threshold
         order = np.argsort(-probs, kind="stable")
+        decision = None  # with context, the context head's own answer decides
+        if self.separate_decision and context is None:
+            calibration = self.config.calibration
+            decision = codes[int(decided_classes(logits, calibration.temperature, calibration.decision_bias))]
         ranked = [ClassProbability(codes[i], self.labels[i].name, round(float(probs[i]), 6), self.labels[i].malignant)
                   for i in order]
         flags = ood_flags(self.config, logits[None], None if features is None else features[None],
@@ -313,7 +345,7 @@ class Classifier:
         cases = []
         if k and self.similar_index is not None and features is not None:
             cases = self.similar_index.nearest(features, k)
-        chosen = codes.index(heatmap_class) if heatmap_class else int(order[0])
+        chosen = codes.index(heatmap_class or decision or codes[order[0]])  # by default, the decision's map
         return Prediction(
             probabilities=ranked,
             top_k=top_k,
@@ -333,6 +365,7 @@ class Classifier:
             context=context,
             image_only_probabilities=image_only,
             similar_cases=cases,
+            decision=decision,
         )
 
 

@@ -137,10 +137,15 @@ class InputSpec(Section):
 
 @dataclass(frozen=True)
 class Calibration(Section):
-    """Probabilities are softmax((logits + class_bias) / temperature), both fitted on validation."""
+    """Probabilities are softmax((logits + class_bias) / temperature), both fitted on validation.
+
+    ``decision_bias`` (one number per label, or None): the prior correction applied to the decision only. When
+    set, the probabilities carry no prior correction (``class_bias`` zeros, the temperature fitted without it) and
+    the decision (the label) is the class of the views' mean of softmax((logits + decision_bias) / temperature)."""
 
     temperature: float = 1.0
     class_bias: tuple[float, ...] | None = None  # as read: one number per label (zeros when not recorded)
+    decision_bias: tuple[float, ...] | None = None  # None: the decision is the most probable class
     prior_correction_tau: float | None = None
     fitted_on: str | None = None
 
@@ -215,6 +220,7 @@ class Metrics(Section):
     test: Mapping = field(default_factory=lambda: EMPTY)
     test_tta: Mapping | None = None
     test_without_prior_correction: Mapping | None = None
+    prior_correction: Mapping | None = None  # where the prior correction sits, and both forms measured
     calibration: Mapping | None = None
     tta_seconds_per_image_eval: float | None = None
     measured_with: str | None = None

@@ -25,6 +25,13 @@ def softmax(logits: np.ndarray, temperature: float = 1.0, class_bias=None) -> np
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def decided_classes(view_logits: np.ndarray, temperature: float, decision_bias) -> np.ndarray:
+    """The decisions of a model whose prior correction acts on the decision only: per image, the class of the
+    views' mean of softmax((logits + decision_bias) / temperature). ``view_logits`` (V, K) for one image, an int;
+    (N, V, K) for many, an array of N."""
+    return softmax(view_logits, temperature, decision_bias).mean(axis=-2).argmax(axis=-1)
+
+
 def colourfulness(image: np.ndarray) -> float:
     """Hasler & Suesstrunk's colourfulness of an RGB uint8 image (0 for grey)."""
     rgb = image.astype(np.float64)

@@ -262,8 +262,17 @@ def _calibration(raw: dict, folder: Path, num_labels: int) -> Calibration:
     _require(isinstance(class_bias, list | tuple) and len(class_bias) == num_labels
              and all(_number(b) for b in class_bias), folder,
              f"calibration.class_bias must be {num_labels} numbers, one per label")
+    decision_bias = calibration.get("decision_bias")
+    _require(decision_bias is None or (isinstance(decision_bias, list | tuple) and len(decision_bias) == num_labels
+                                       and all(_number(b) for b in decision_bias)), folder,
+             f"calibration.decision_bias must be {num_labels} numbers, one per label, or absent")
+    _require(decision_bias is None or not any(class_bias), folder,
+             "calibration has both class_bias and decision_bias: the prior correction goes into the probabilities "
+             "or into the decision, not both")
+    if decision_bias is not None:
+        decision_bias = tuple(float(b) for b in decision_bias)
     return Calibration.from_json(calibration, temperature=float(temperature),
-                                 class_bias=tuple(float(b) for b in class_bias))
+                                 class_bias=tuple(float(b) for b in class_bias), decision_bias=decision_bias)
 
 
 def _ood(raw: dict, folder: Path, files: dict) -> OutOfDistribution:
