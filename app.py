@@ -34,8 +34,9 @@ are hidden on the page):
 - ``/classify_batch``: files "Images, or one zip of images" -> "Summary" (Markdown), "Results table"
   (dataframe: headers and data), "Results as CSV" (file path).
 
-Nothing else is an endpoint: the example gallery, the heatmap toggle, the context note and the similar-cases
-gallery are private to the page.
+Nothing else is an endpoint: the example gallery, the heatmap toggle, the decision line, the context note and the
+similar-cases gallery are private to the page (the decision is the result's "label"; "most_probable" and
+"decision_note" say when it is not the most probable class).
 """
 
 import argparse
@@ -175,7 +176,8 @@ def build_demo(classifier, max_file_size: str | int = "10mb"):
     def on_shown(shown):
         # The page's extras, from the state the classify event left: not API outputs, so /classify keeps its six
         shown = shown or logic.Shown("", None, "", None, None)
-        return (gr.Markdown(shown.context_note, visible=bool(shown.context_note)),
+        return (gr.Markdown(shown.decision, visible=bool(shown.decision)),
+                gr.Markdown(shown.context_note, visible=bool(shown.context_note)),
                 gr.Gallery(shown.similar, visible=bool(shown.similar)),
                 gr.Markdown(shown.similar_text, visible=bool(shown.similar)))
 
@@ -245,6 +247,9 @@ def build_demo(classifier, max_file_size: str | int = "10mb"):
                     with gr.Column(elem_id="result-column"):
                         # Labels name the outputs in the API (gradio_client's view_api); hidden on the page.
                         warning = gr.Markdown(label="Warning or error message", show_label=False, elem_id="warning")
+                        # the decision, when the model chooses it apart from the probabilities (gr.Label's
+                        # headline is the most probable class)
+                        decision = gr.Markdown(show_label=False, visible=False, elem_id="decision")
                         labels = gr.Label(label="Most probable classes", elem_id="probabilities", show_heading=False)
                         context_note = gr.Markdown(show_label=False, visible=False, elem_id="context-note")
                         malignancy = gr.Markdown(label="Malignancy", show_label=False, elem_id="malignancy")
@@ -305,7 +310,7 @@ def build_demo(classifier, max_file_size: str | int = "10mb"):
         gr.on([image.change, top_k.release, tta.change, heatmap_class.change, age.change, sex.change, site.change],
               on_classify, inputs, [warning, labels, malignancy, heatmap, caption, result, last_shown],
               api_name="classify", preprocess=False, trigger_mode="always_last").then(
-            on_shown, last_shown, [context_note, similar, similar_text], api_visibility="private")
+            on_shown, last_shown, [decision, context_note, similar, similar_text], api_visibility="private")
         show_heatmap.change(on_toggle_heatmap, [show_heatmap, last_shown], [with_heatmap, heatmap],
                             api_visibility="private")
         json_api = gr.api(classify_json, api_name="classify_json")

@@ -1,5 +1,5 @@
 """What the "One image" tab shows, as plain functions of a classifier and its inputs (no Gradio needed to test
-them): the probabilities, P(malignant), warnings, the heatmap, the patient-context note and the similar
+them): the decision, the probabilities, P(malignant), warnings, the heatmap, the patient-context note and the similar
 confirmed cases, and the files the page is sent.
 
 Every name, malignancy flag and class list shown comes from the loaded model's ``config.json``
@@ -80,6 +80,7 @@ class Shown:
     context_note: str = ""
     similar: list[tuple[bytes | str, str]] = field(default_factory=list)
     similar_text: str = ""
+    decision: str = ""  # the decision line beside the probabilities (decision_markdown); empty: none to show
 
 
 def disclaimer_html() -> str:
@@ -94,6 +95,20 @@ def disclaimer_html() -> str:
 def label_dict(prediction: Prediction) -> dict[str, float]:
     """The top-k classes as ``"code — full name" -> probability``, for ``gr.Label``."""
     return {f"{p.code} — {p.name}": p.probability for p in prediction.top}
+
+
+def decision_markdown(prediction: Prediction) -> str:
+    """The decision, named apart from the probabilities, for a model that chooses it with its prior correction
+    (``Prediction.decision``): gr.Label's headline would be the most probable class, which may be another. When
+    they differ, the line names both and says why. Empty for a model whose decision is the most probable class."""
+    if prediction.decision is None:
+        return ""
+    shown = {p.code: f"{p.code} — {p.name} ({p.probability:.1%})" for p in prediction.probabilities}
+    line = f"**Decision: {shown[prediction.label]}**"
+    if prediction.decision_note is None:
+        return line + " <small>(also the most probable class; a research model's output, not a diagnosis)</small>"
+    return (f"{line} · most probable: {shown[prediction.most_probable]}\n\n"
+            f"<small>{escape(prediction.decision_note)} A research model's output, not a diagnosis.</small>")
 
 
 def malignancy_markdown(prediction: Prediction, classifier: Classifier) -> str:
@@ -182,7 +197,7 @@ def show(classifier: Classifier, image, top_k=3, tta: bool = False, heatmap_clas
                  caption=HEATMAP_CAPTION.format(name=prediction.heatmap_class),
                  context_note=prediction.context_note or "",  # how the patient context moved the answer
                  similar=[(case.thumbnail_jpeg, similar_caption(case)) for case in cases],
-                 similar_text=similar_markdown(cases))
+                 similar_text=similar_markdown(cases), decision=decision_markdown(prediction))
 
 
 def displayed_image(shown: Shown | None, with_heatmap: bool) -> Image.Image | str | None:

@@ -127,6 +127,7 @@ class BatchResult:
     top_k: int = TOP_K
     codes: tuple[str, ...] = ()
     summary: str = ""
+    separate_decision: bool = False  # the model's Classifier.separate_decision: the CSV's decision_note column
 
     @property
     def rows(self) -> list[list[str]]:
@@ -135,12 +136,16 @@ class BatchResult:
 
 
 def table_row(record: dict) -> list[str]:
-    """One record as a row of the page's table: file, top-1 (probability), P(malignant), warning or error."""
+    """One record as a row of the page's table: file, top-1 (probability), P(malignant), warning or error. Where
+    the decision is not the most probable class (``decision_note``), the top-1 cell names both."""
     if "error" in record:
         return [record["path"], "", "", f"error: {record['error']}"]
     best, warning = record["top_k"][0], record["out_of_distribution"]["warning"]
-    return [record["path"], f"{best['code']} — {best['name']} ({best['probability']:.1%})",
-            f"{record['malignant_probability']:.1%}", f"⚠️ {warning}" if warning else ""]
+    top = f"{best['code']} — {best['name']} ({best['probability']:.1%})"
+    if record.get("decision_note"):
+        label = record["label"]
+        top = f"decision: {label} ({record['probabilities'][label]:.1%}); most probable: {top}"
+    return [record["path"], top, f"{record['malignant_probability']:.1%}", f"⚠️ {warning}" if warning else ""]
 
 
 def classify_batch(classifier: Classifier, items: list[BatchItem], top_k: int = TOP_K,
@@ -160,7 +165,7 @@ def classify_batch(classifier: Classifier, items: list[BatchItem], top_k: int = 
     failed = sum("error" in record for record in records)
     summary = f"{len(items) - failed} of {len(items)} images classified" + (
         f"; {failed} could not be (see their rows)" if failed else "") + "."
-    return BatchResult(records, top_k, tuple(classifier.config.codes), summary)
+    return BatchResult(records, top_k, tuple(classifier.config.codes), summary, classifier.separate_decision)
 
 
 def write_csv(result: BatchResult, folder: str | os.PathLike | None = None) -> str:
@@ -168,7 +173,7 @@ def write_csv(result: BatchResult, folder: str | os.PathLike | None = None) -> s
     returns its path."""
     path = Path(folder or tempfile.mkdtemp(prefix="lesion-batch-")) / "classifications.csv"
     path.unlink(missing_ok=True)  # the writer appends
-    writer, _ = open_output(path, "csv", result.top_k, result.codes)
+    writer, _ = open_output(path, "csv", result.top_k, result.codes, with_decision=result.separate_decision)
     try:
         for record in result.records:
             writer.write(record)

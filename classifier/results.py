@@ -9,8 +9,9 @@ stopped (:func:`open_output`).
 
 The flat columns (:func:`row_columns`), the same with or without patient context, so that runs append to one file:
 
-- ``path``, ``label``, ``top<i>_code`` and ``top<i>_probability`` for i = 1 .. top k, ``malignant_probability``,
-  ``warning`` (the out-of-distribution warning), ``prediction_set`` (the conformal set's codes, space separated),
+- ``path``, ``label`` (the decision), [``decision_note``], ``top<i>_code`` and ``top<i>_probability`` for
+  i = 1 .. top k, ``malignant_probability``, ``warning`` (the out-of-distribution warning), ``prediction_set``
+  (the conformal set's codes, space separated),
   ``quality`` (the photo-quality findings' codes joined by ``;``; empty: none);
 - ``age``, ``sex``, ``site``: the patient context the answer used (empty: not given); ``context_note``: how the
   context moved the answer (empty without context); the image-only probabilities stay in the JSON records;
@@ -18,6 +19,10 @@ The flat columns (:func:`row_columns`), the same with or without patient context
   (e.g. ``ISIC_0024696:bkl:0.2035;ISIC_0029810:bkl:0.2221``; empty: none);
 - ``probability_<code>`` for every class, [``heatmap_path``], ``error`` (empty unless the input failed; then the
   other columns are empty).
+
+``decision_note`` is there only for a model that applies its prior correction to the decision only
+(``Classifier.separate_decision``): it says why ``label`` is not ``top1_code`` (the most probable class), and is
+empty where they agree. A model without it writes the columns above unchanged.
 
 Parquet holds the probabilities and ``age`` as float64, the rest as text; CSV writes probabilities with 6 decimals.
 """
@@ -82,11 +87,11 @@ def is_number(column: str) -> bool:
     return "probability" in column or column == "age"
 
 
-def row_columns(top_k: int, codes, with_overlay: bool = False) -> list[str]:
-    """The flat columns: path, label, the top k (code, probability), P(malignant), the out-of-distribution
-    warning, the conformal prediction set, the photo-quality findings' codes, the patient context (age, sex,
-    site, context_note), the similar cases, every class's probability, [heatmap_path], error."""
-    columns = ["path", "label"]
+def row_columns(top_k: int, codes, with_overlay: bool = False, with_decision: bool = False) -> list[str]:
+    """The flat columns: path, label (the decision), [decision_note], the top k (code, probability), P(malignant),
+    the out-of-distribution warning, the conformal prediction set, the photo-quality findings' codes, the patient
+    context (age, sex, site, context_note), the similar cases, every class's probability, [heatmap_path], error."""
+    columns = ["path", "label", *(["decision_note"] if with_decision else [])]
     for i in range(1, top_k + 1):
         columns += [f"top{i}_code", f"top{i}_probability"]
     columns += ["malignant_probability", "warning", "prediction_set", "quality", *CONTEXT_COLUMNS]
@@ -94,13 +99,15 @@ def row_columns(top_k: int, codes, with_overlay: bool = False) -> list[str]:
     return columns + (["heatmap_path"] if with_overlay else []) + ["error"]
 
 
-def flat_row(record: dict, top_k: int, codes, with_overlay: bool = False) -> dict:
+def flat_row(record: dict, top_k: int, codes, with_overlay: bool = False, with_decision: bool = False) -> dict:
     """A record as one flat row (``row_columns``): numbers as floats, absent values as None, text printable."""
-    row = dict.fromkeys(row_columns(top_k, codes, with_overlay))
+    row = dict.fromkeys(row_columns(top_k, codes, with_overlay, with_decision))
     row["path"] = record["path"]
     row["error"] = record.get("error")
     if "label" in record:
         row["label"] = record["label"]
+        if with_decision:
+            row["decision_note"] = record.get("decision_note")  # None (empty): the decision is the most probable
         for i, entry in enumerate(record["top_k"][:top_k], 1):
             row[f"top{i}_code"], row[f"top{i}_probability"] = entry["code"], float(entry["probability"])
         row["malignant_probability"] = float(record["malignant_probability"])
@@ -263,13 +270,15 @@ def out_format(out: Path) -> str:
     return fmt
 
 
-def open_output(out: Path | None, fmt: str, top_k: int, codes, with_overlay: bool = False):
+def open_output(out: Path | None, fmt: str, top_k: int, codes, with_overlay: bool = False,
+                with_decision: bool = False):
     """The writer for stdout (``out`` None; ``fmt`` json or csv) or for an --out file, and the paths already in
-    that file (a previous run's rows: those inputs are skipped). Raises OutputError."""
-    columns = row_columns(top_k, codes, with_overlay)
+    that file (a previous run's rows: those inputs are skipped). ``with_decision``: the model's
+    ``Classifier.separate_decision`` (the ``decision_note`` column). Raises OutputError."""
+    columns = row_columns(top_k, codes, with_overlay, with_decision)
 
     def row_of(record):
-        return flat_row(record, top_k, codes, with_overlay)
+        return flat_row(record, top_k, codes, with_overlay, with_decision)
 
     if out is None:
         if fmt == "json":

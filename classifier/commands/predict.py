@@ -48,7 +48,8 @@ def add_arguments(p):
     p.add_argument("--num-cpus", type=int, help="--engine ray: CPUs of the local Ray it starts (default: all)")
     add_model_arguments(p)
     p.add_argument("--tta", action="store_true", help="average over the configured test-time augmentation views")
-    p.add_argument("--heatmap", action="store_true", help="add the class-activation heatmap of the top class")
+    p.add_argument("--heatmap", action="store_true",
+                   help="add the class-activation heatmap of the decision (the label)")
     p.add_argument("--heatmap-dir", type=Path, help="also save heatmap overlays here as PNG (implies --heatmap)")
     p.add_argument("--age", help="patient context for every input: age in years (0-120)")
     p.add_argument("--sex", help="patient context for every input: male or female")
@@ -138,7 +139,7 @@ def run(args):
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # such images get an error line
 
     writer, done = open_output(args.out, args.format or "json", args.top_k, classifier.config.codes,
-                               args.heatmap_dir is not None)
+                               args.heatmap_dir is not None, classifier.separate_decision)
     # An --out CSV or Parquet holds each path as printable text (results.printable); JSON holds it as it is.
     todo = inputs.without({i for i in inputs.ids if i in done or printable(i) in done})
     if done:
