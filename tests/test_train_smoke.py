@@ -75,7 +75,9 @@ def test_train_resume_continue_and_export_a_servable_model_folder(tmp_path):
     # uncertainty fitted by the export: conformal sets and the feature-space out-of-distribution score
     assert config.conformal.coverage == 0.9 and 0 < config.conformal.threshold <= 1
     assert config.ood.feature_threshold is not None and (out / "ood_features.npz").is_file()
-    assert prediction.prediction_set and prediction.prediction_set[0] == prediction.label
+    assert prediction.prediction_set and prediction.prediction_set[0] == prediction.most_probable
+    # the prior correction on the decision only, by default, with both forms measured (tests/test_decision_bias.py)
+    assert config.calibration.decision_bias is not None and config.metrics.prior_correction["served"] == "decision"
     assert prediction.feature_distance is not None and prediction.feature_distance >= 0
     assert "coverage" in prediction.set_statement
     assert 0 <= metrics.test["conformal"]["coverage"] <= 1  # measure()'s names, as `evaluate` prints them

@@ -68,7 +68,7 @@ def run(args):
 
     from classifier.documents.report import write_report
     from classifier.evaluation.fitting import mean_probabilities
-    from classifier.evaluation.measure import measure, predict_for_measure
+    from classifier.evaluation.measure import measure, predict_for_measure, served
 
     classifier = open_model(args)
     try:
@@ -79,15 +79,24 @@ def run(args):
     y = np.array(labels)
     config = classifier.config
     calibration = config.calibration
-    probs = mean_probabilities(view_logits, calibration.temperature, calibration.class_bias)
+    probs, _ = served(calibration, view_logits)
     metrics = measure(config, view_logits, y, features, classifier.feature_statistics)
     title = f"Evaluation on {'the ' + args.split + ' split' if args.data else args.labels.name}"
     report = write_report(args.out, probs, y, ids, paths, config.labels, metrics, title=title,
                           extra_md=f"Model: `{_shown(config.folder)}`; TTA: {'on' if args.tta else 'off'}; "
-                                   f"temperature {calibration.temperature}; class bias {list(calibration.class_bias)}.",
+                                   f"temperature {calibration.temperature}; {_bias_text(calibration)}.",
                           probs_uncalibrated=mean_probabilities(view_logits, 1.0))
     print(f"report: {report}", file=sys.stderr)
     print(json.dumps(metrics))
+
+
+def _bias_text(calibration) -> str:
+    """Where the prior correction sits, for the report."""
+    if calibration.decision_bias is None:
+        return f"class bias {list(calibration.class_bias)}"
+    return (f"prior correction on the decision only: decision bias {list(calibration.decision_bias)} (the "
+            "probabilities, AUC, NLL, ECE and the most confident errors are without it; accuracy, recall and the "
+            "confusion matrix score the decisions)")
 
 
 def _shown(folder: Path) -> str:

@@ -15,6 +15,11 @@ def add_arguments(p):
                    help="with --work: average the weights of the last N epochs instead of taking the best epoch")
     p.add_argument("--float", dest="quantize", action="store_false",
                    help="write a float32 LiteRT graph (default: int8, calibrated on 300 training images)")
+    p.add_argument("--prior-correction", choices=("decision", "probabilities"), default="decision",
+                   help="where the prior correction fitted on validation acts: on the decision only (default: the "
+                        "probabilities, their temperature and the conformal sets are fitted without it; "
+                        "calibration.decision_bias), or inside the probabilities (calibration.class_bias, the "
+                        "older form)")
 
 
 def run(args):
@@ -22,12 +27,13 @@ def run(args):
     if args.work:
         from classifier.training.export_model import export_run
 
-        export_run(args.work, args.data, args.out, average_last=args.average_last, quantize=args.quantize)
+        export_run(args.work, args.data, args.out, average_last=args.average_last, quantize=args.quantize,
+                   prior_correction=args.prior_correction)
     else:
         from classifier.data import read_metadata, resolve_images
         from classifier.training.export_model import export_keras_folder
 
         records = read_metadata(args.data)
         export_keras_folder(args.from_model, args.out, records, resolve_images(records, args.data),
-                            quantize=args.quantize)
+                            quantize=args.quantize, prior_correction=args.prior_correction)
     print(f"model folder written to {args.out}")

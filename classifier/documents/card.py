@@ -43,8 +43,8 @@ def _compared(config: ModelConfig, rows: dict) -> list[str]:
 def render_model_card(config: ModelConfig) -> str:
     sections = [_front_matter, _introduction, _classes, _intended_use]
     if config.metrics.test:
-        sections += [_test_figures, _calibration, _test_time_augmentation, _out_of_distribution, _conformal,
-                     _foreign_images]
+        sections += [_test_figures, _prior_correction, _calibration, _test_time_augmentation, _out_of_distribution,
+                     _conformal, _foreign_images]
     sections += [_speed, _evidence, _training, _files_and_licence]
     return "\n".join(line for section in sections for line in section(config))
 
@@ -116,22 +116,56 @@ def _test_figures(config: ModelConfig) -> list[str]:
     plain = metrics.test_without_prior_correction
     if plain:
         tau = (metrics.calibration or {}).get("prior_correction_tau")
-        lines += ["", "The decisions above include a prior correction fitted on validation (class bias "
+        where = (" on the decision only (the probabilities, AUC, NLL and ECE are without it; decision bias"
+                 if config.calibration.decision_bias is not None else " (class bias")
+        lines += ["", f"The decisions above include a prior correction fitted on validation{where} "
                   f"-{tau} x log training frequency), which trades some accuracy on the common nevi for recall on "
                   "the rare classes. Without it (temperature only, the network's own argmax):", "",
                   *_compared(config, {"without prior correction": plain})]
     return lines
 
 
+PRIOR_FORMS = (("probabilities", "correction inside the probabilities"),
+               ("decision", "correction on the decision only"))
+PRIOR_COLUMNS = (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"), ("macro_auc", "macro AUC"),
+                 ("nll", "NLL"), ("ece", "ECE"), ("conformal_coverage", "set coverage"),
+                 ("conformal_mean_set_size", "mean set size"),
+                 ("top_probability_is_decision", "decision = most probable"))
+
+
+def _prior_correction(config: ModelConfig) -> list[str]:
+    """Both forms of the prior correction measured on the test split, each fitted on validation, when recorded."""
+    forms = config.metrics.prior_correction
+    if not forms:
+        return []
+    served = forms.get("served")
+    lines = ["", "### Where the prior correction acts", "",
+             f"The prior correction (tau = {forms.get('tau')}) can sit inside the probabilities, or act on the "
+             "decision only: then the probabilities, their temperature and the conformal sets are fitted without "
+             "it, and the decision (the label) is the class the correction chooses, which is sometimes not the most "
+             "probable one; every result then names both and says why they differ. Both forms, each fitted on "
+             "validation, on the test split:", "",
+             "| test split | " + " | ".join(name for _, name in PRIOR_COLUMNS) + " |",
+             "| --- " * (len(PRIOR_COLUMNS) + 1) + "|"]
+    for form, name in PRIOR_FORMS:
+        figures = forms.get(form) or {}
+        lines.append(f"| {name}{' (served)' if form == served else ''} | "
+                     + " | ".join(_fmt(figures.get(key)) for key, _ in PRIOR_COLUMNS) + " |")
+    return lines
+
+
 def _calibration(config: ModelConfig) -> list[str]:
     cal = config.metrics.calibration or {}
     before, after = cal.get("before", {}), cal.get("after", {})
+    decision_only = config.calibration.decision_bias is not None
+    formula = "softmax(logits / T)" if decision_only else "softmax((logits + class bias) / T)"
     return ["", "### Calibration", "",
-            f"Probabilities are softmax((logits + class bias) / T) with T = {cal.get('temperature')} fitted on the "
+            f"Probabilities are {formula} with T = {cal.get('temperature')} fitted on the "
             "validation split (minimum NLL), averaged over the served views, applied everywhere (API, CLI, app).", "",
             "| test split | NLL | ECE |", "| --- | --- | --- |",
             f"| before (raw softmax) | {_fmt(before.get('nll'))} | {_fmt(before.get('ece'))} |",
-            f"| after (bias, T = {cal.get('temperature')}) | {_fmt(after.get('nll'))} | {_fmt(after.get('ece'))} |"]
+            f"| after ({'' if decision_only else 'bias, '}T = {cal.get('temperature')}) | {_fmt(after.get('nll'))} | "
+            f"{_fmt(after.get('ece'))} |"]
 
 
 def _test_time_augmentation(config: ModelConfig) -> list[str]:

@@ -1,10 +1,16 @@
 """The test figures of a model, measured one way: ``measure()`` is what ``python -m classifier evaluate`` prints
 and what the export stores as config.json ``metrics.test`` (and the model card shows), under the same names.
 
-Names (all computed on the served probabilities: the mean over the views of softmax((logits + class bias) / T)):
+Names (all computed on the served probabilities: the mean over the views of softmax((logits + class bias) / T);
+for a model with a decision-only prior correction, ``calibration.decision_bias``, the figures of the decisions
+score the served decisions, as the ``label``):
 
 - ``n``, ``accuracy``, ``balanced_accuracy``, ``macro_f1``, ``macro_auc``, ``nll``, ``ece``, ``per_class``,
-  ``confusion_matrix``, ``melanoma_recall``: :func:`classification_metrics`;
+  ``confusion_matrix``, ``melanoma_recall``: :func:`classification_metrics` (accuracy, balanced accuracy, F1,
+  per-class precision and recall and the confusion matrix of the decisions; AUC, NLL and ECE of the
+  probabilities);
+- ``top_probability_is_decision``: only for a model with ``decision_bias``, the share of images whose decision is
+  their most probable class;
 - ``malignant_auc``: ROC AUC of P(malignant) (the sum over the malignant classes) for malignant vs benign;
 - ``ood_warning_rate``: share of the images for which the served out-of-distribution rule on the model's scores
   (:func:`classifier.ood.ood_flags`: energy above its threshold or feature distance above its threshold) raises
@@ -23,6 +29,7 @@ from tqdm import tqdm
 
 from classifier.evaluation.fitting import mean_probabilities
 from classifier.evaluation.metrics import classification_metrics, malignant_auc
+from classifier.explain import decided_classes
 from classifier.model_folder import ModelFolderError
 from classifier.ood import ood_flags
 
@@ -64,8 +71,10 @@ def measure(config, view_logits: np.ndarray, labels, features: np.ndarray | None
     """
     view_logits = np.asarray(view_logits)
     y = np.asarray(labels)
-    probs = mean_probabilities(view_logits, config.calibration.temperature, config.calibration.class_bias)
-    metrics = classification_metrics(probs, y, config.codes)
+    probs, decisions = served(config.calibration, view_logits)
+    metrics = classification_metrics(probs, y, config.codes, predicted=decisions)
+    if decisions is not None:
+        metrics["top_probability_is_decision"] = _rate(probs.argmax(axis=1) == decisions)
     malignant = malignant_auc(probs, y, config.labels.malignant)
     if malignant is not None:
         metrics["malignant_auc"] = malignant
@@ -86,6 +95,16 @@ def measure(config, view_logits: np.ndarray, labels, features: np.ndarray | None
         metrics["conformal"] = {"nominal_coverage": config.conformal.coverage,
                                 **set_metrics(probs, y, config.conformal.threshold)}
     return metrics
+
+
+def served(calibration, view_logits: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """What the model serves for per-view logits (N, V, K), with its ``calibration`` section: the probabilities
+    (N, K), and the decisions (N,) of a decision-only prior correction, or None when the decision is the most
+    probable class."""
+    probs = mean_probabilities(view_logits, calibration.temperature, calibration.class_bias)
+    if calibration.decision_bias is None:
+        return probs, None
+    return probs, decided_classes(view_logits, calibration.temperature, calibration.decision_bias)
 
 
 def predict_for_measure(classifier, paths, tta: bool = False) -> tuple[np.ndarray, np.ndarray | None]:

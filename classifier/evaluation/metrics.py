@@ -76,11 +76,16 @@ def negative_log_likelihood(probs: np.ndarray, y_true: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(probs[np.arange(len(y_true)), y_true], 1e-12, 1.0))))
 
 
-def classification_metrics(probs: np.ndarray, y_true: np.ndarray, codes: tuple[str, ...]) -> dict:
+def classification_metrics(probs: np.ndarray, y_true: np.ndarray, codes: tuple[str, ...],
+                           predicted: np.ndarray | None = None) -> dict:
     """Everything the evaluation reports, as plain JSON-ready values. Balanced accuracy, macro F1 and macro
-    AUC average over the classes present in ``y_true``; an absent class shows recall and AUC nan."""
+    AUC average over the classes present in ``y_true``; an absent class shows recall and AUC nan.
+
+    ``predicted``: the decisions (class indices), when they are not the most probable classes (a prior correction
+    on the decision only): accuracy, balanced accuracy, precision/recall/F1 and the confusion matrix score them,
+    while AUC, NLL and ECE score the probabilities. Default: the argmax of ``probs``."""
     y_true = np.asarray(y_true)
-    y_pred = probs.argmax(axis=1)
+    y_pred = probs.argmax(axis=1) if predicted is None else np.asarray(predicted)
     labels = np.arange(len(codes))
     matrix = confusion_matrix(y_true, y_pred, len(codes))
     precision, recall, f1, support = sk.precision_recall_fscore_support(y_true, y_pred, labels=labels,

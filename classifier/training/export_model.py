@@ -19,6 +19,12 @@ from classifier.model_folder import FORMAT_VERSION, ModelConfig, file_entry, rea
 from classifier.preprocessing import load_and_prepare
 from classifier.tta import SERVED_VIEWS, TTA_VIEWS
 
+# Where an export puts the prior correction: into the decision only (the default; the probabilities, their
+# temperature and the conformal sets are fitted without it), or into the probabilities (the older form).
+PRIOR_CORRECTIONS = ("decision", "probabilities")
+FIGURES_OF_A_FORM = ("accuracy", "balanced_accuracy", "macro_auc", "melanoma_recall", "nll", "ece",
+                     "top_probability_is_decision")
+
 
 def base_config(settings: dict, dropout: float = 0.3) -> dict:
     """The JSON document of a new model folder's config (``write_model_files`` adds its files and writes it)."""
@@ -132,15 +138,67 @@ def fit_uncertainty(config: ModelConfig, val_probs: np.ndarray, y_val: np.ndarra
                     "energy threshold, 97% under the feature threshold"))
 
 
-def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Path]) -> Metrics:
-    """Fit the prior correction, the temperature, the conformal sets and the out-of-distribution thresholds on
-    validation (the feature statistics on training images), then measure the test split (plain and with TTA,
-    before and after); store all of it in config.json and the card. ``metrics.test`` is what
-    ``python -m classifier evaluate --split test`` prints (``measure()``)."""
+def fit_calibration(val_views: np.ndarray, y_val: np.ndarray, train_counts: np.ndarray,
+                    prior_correction: str = "decision") -> Calibration:
+    """The calibration section fitted on validation's per-view logits (N, V, K): tau of the prior correction
+    (``fit_prior_correction``), its bias -tau * log(training class frequency) as ``decision_bias`` (the decision
+    only) or as ``class_bias`` (inside the probabilities, ``prior_correction="probabilities"``), and the
+    temperature minimising the NLL of the probabilities served (with the bias only in the second form)."""
+    from classifier.evaluation.fitting import fit_prior_correction, fit_temperature, prior_bias
+
+    if prior_correction not in PRIOR_CORRECTIONS:
+        raise ValueError(f"prior_correction must be one of {', '.join(PRIOR_CORRECTIONS)}, not {prior_correction!r}")
+    tau = fit_prior_correction(val_views, y_val, train_counts)
+    bias = tuple(np.round(prior_bias(tau, train_counts), 4).tolist())
+    inside = prior_correction == "probabilities"
+    rule = ("-tau * log(training class frequency) with tau maximising (accuracy + balanced accuracy) / 2 of the "
+            "decisions")
+    return Calibration(
+        temperature=fit_temperature(val_views, y_val, bias if inside else None),
+        class_bias=bias if inside else None, decision_bias=None if inside else bias, prior_correction_tau=tau,
+        fitted_on="validation split, on the mean probabilities of the served views: " + (
+            f"class_bias = {rule}, then the temperature minimising negative log-likelihood" if inside else
+            f"decision_bias = {rule} (the decision only), and the temperature minimising the negative "
+            "log-likelihood of the probabilities without it"))
+
+
+def prior_correction_forms(val_views, y_val, test_views, y_test, train_counts, codes, served_form: str,
+                           coverage: float = 0.9) -> dict:
+    """Both forms of the prior correction, each fitted on validation (``fit_calibration`` and its conformal
+    threshold) and measured on the test split: the figures of ``FIGURES_OF_A_FORM`` and the conformal sets'
+    coverage and mean size (the "before and after" of serving the correction on the decision only)."""
+    from classifier.evaluation.measure import served
+    from classifier.evaluation.metrics import classification_metrics
+    from classifier.uncertainty import fit_conformal_threshold, set_metrics
+
+    forms = {"served": served_form}
+    for form in PRIOR_CORRECTIONS:
+        calibration = fit_calibration(val_views, y_val, train_counts, form)
+        threshold = fit_conformal_threshold(served(calibration, val_views)[0], y_val, coverage)
+        probs, decisions = served(calibration, test_views)
+        figures = classification_metrics(probs, y_test, codes, predicted=decisions)
+        decided = probs.argmax(axis=1) if decisions is None else decisions
+        figures["top_probability_is_decision"] = round(float(np.mean(probs.argmax(axis=1) == decided)), 4)
+        sets = set_metrics(probs, y_test, threshold)
+        forms["tau"] = calibration.prior_correction_tau  # the same rule, so the same tau, in both forms
+        forms[form] = {"temperature": calibration.temperature,
+                       **{k: figures[k] for k in FIGURES_OF_A_FORM if k in figures},
+                       "conformal_coverage": sets["coverage"], "conformal_mean_set_size": sets["mean_set_size"]}
+    return forms
+
+
+def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Path],
+                          prior_correction: str = "decision") -> Metrics:
+    """Fit the prior correction (on the decision only, or with ``prior_correction="probabilities"`` inside the
+    probabilities: ``fit_calibration``), the temperature, the conformal sets and the out-of-distribution
+    thresholds on validation (the feature statistics on training images), then measure the test split (plain and
+    with TTA, before and after; both forms of the prior correction in ``metrics.prior_correction``); store all of
+    it in config.json and the card. ``metrics.test`` is what ``python -m classifier evaluate --split test`` prints
+    (``measure()``)."""
     from classifier.api import Classifier
     from classifier.documents.card import write_model_card
-    from classifier.evaluation.fitting import fit_prior_correction, fit_temperature, mean_probabilities, prior_bias
-    from classifier.evaluation.measure import measure, predict_for_measure, predict_logits
+    from classifier.evaluation.fitting import fit_temperature, mean_probabilities
+    from classifier.evaluation.measure import measure, predict_for_measure, predict_logits, served
     from classifier.evaluation.metrics import classification_metrics
     from classifier.ood import energy_threshold
 
@@ -158,16 +216,11 @@ def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Pat
                                             per_view=True)
     val_features, train_features = val_view_features.mean(axis=1), train_view_features.mean(axis=1)
     train_counts = np.bincount(y["train"], minlength=len(config.codes))
-    tau = fit_prior_correction(val_views, y["val"], train_counts)
-    bias = np.round(prior_bias(tau, train_counts), 4)
-    temperature = fit_temperature(val_views, y["val"], bias)
     config = config.with_sections(
-        calibration=Calibration(temperature=temperature, class_bias=tuple(bias.tolist()), prior_correction_tau=tau,
-                                fitted_on="validation split, on the mean probabilities of the served views: "
-                                "class_bias = -tau * log(training class frequency) with tau maximising (accuracy + "
-                                "balanced accuracy) / 2, then the temperature minimising negative log-likelihood"),
+        calibration=fit_calibration(val_views, y["val"], train_counts, prior_correction),
         ood=replace(config.ood, energy_threshold=energy_threshold(val_views, 0.99), energy_quantile=0.99))
-    config = fit_uncertainty(config, mean_probabilities(val_views, temperature, bias), y["val"], train_features,
+    temperature, tau = config.calibration.temperature, config.calibration.prior_correction_tau
+    config = fit_uncertainty(config, served(config.calibration, val_views)[0], y["val"], train_features,
                              y["train"], val_features)
     config = add_evidence(config, records, paths, ids, (train_view_features, val_view_features), y, train_counts)
     quantization = config.serving.quantization
@@ -198,7 +251,9 @@ def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Pat
         split="test", n=test_metrics["n"], test=test_metrics,
         test_tta={k: tta_metrics[k] for k in headline if k in tta_metrics},
         test_without_prior_correction={k: temperature_only[k] for k in headline if k in temperature_only},
-        calibration={"temperature": temperature, "prior_correction_tau": tau,
+        prior_correction=prior_correction_forms(val_views, y["val"], plain, y["test"], train_counts, config.codes,
+                                                prior_correction, config.conformal.coverage),
+        calibration={"temperature": temperature, "prior_correction_tau": tau, "prior_correction": prior_correction,
                      "before": {k: uncalibrated[k] for k in ("nll", "ece")},
                      "after": {k: test_metrics[k] for k in ("nll", "ece")}},
         tta_seconds_per_image_eval=round(seconds / max(len(ids["test"]), 1), 4),
@@ -245,10 +300,10 @@ def _float_agreement(out: Path, paths: list[Path], litert_logits: np.ndarray) ->
 
 
 def export_from_training(work: Path, out: Path, records: list[Record], paths: dict[str, Path],
-                         average_last: int = 1, quantize: bool = True) -> Path:
+                         average_last: int = 1, quantize: bool = True, prior_correction: str = "decision") -> Path:
     """Turn a finished training run (``work``) into a model folder at ``out``: the best epoch's weights, or
     with ``average_last`` N > 1 the mean of the last N epochs' weights (a cheap stochastic weight average).
-    ``quantize``: an int8 LiteRT graph (else float32)."""
+    ``quantize``: an int8 LiteRT graph (else float32); ``prior_correction``: see ``calibrate_and_measure``."""
     import keras
 
     from classifier.training.network import average_weights, build_classifier
@@ -274,12 +329,12 @@ def export_from_training(work: Path, out: Path, records: list[Record], paths: di
               else None)
     write_model_files(model, Path(out), base_config(settings), work / "split.json", images)
     keras.backend.clear_session()
-    calibrate_and_measure(Path(out), records, paths)
+    calibrate_and_measure(Path(out), records, paths, prior_correction)
     return Path(out)
 
 
 def export_keras_folder(source: Path, out: Path, records: list[Record], paths: dict[str, Path],
-                        quantize: bool = True) -> Path:
+                        quantize: bool = True, prior_correction: str = "decision") -> Path:
     """Export an existing model folder's ``model.keras`` again (new LiteRT graph, int8 with ``quantize``, fits,
     metrics, card) into ``out``."""
     import keras
@@ -296,15 +351,16 @@ def export_keras_folder(source: Path, out: Path, records: list[Record], paths: d
     images = calibration_images(records, paths, load_split(split), config.input.size) if quantize else None
     write_model_files(model, Path(out), document, Path(out) / "split.json" if split is not None else None, images)
     keras.backend.clear_session()
-    calibrate_and_measure(Path(out), records, paths)
+    calibrate_and_measure(Path(out), records, paths, prior_correction)
     return Path(out)
 
 
-def export_run(work: Path, data_dir: Path, out: Path, average_last: int = 1, quantize: bool = True) -> Path:
+def export_run(work: Path, data_dir: Path, out: Path, average_last: int = 1, quantize: bool = True,
+               prior_correction: str = "decision") -> Path:
     """:func:`export_from_training` with the data set's records and image paths read from ``data_dir``: what the
     ``train`` and ``export`` commands run."""
     from classifier.data import read_metadata, resolve_images
 
     records = read_metadata(data_dir)
     return export_from_training(Path(work), Path(out), records, resolve_images(records, data_dir),
-                                average_last=average_last, quantize=quantize)
+                                average_last=average_last, quantize=quantize, prior_correction=prior_correction)
