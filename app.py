@@ -50,6 +50,9 @@ PAGE_CSS = """
 .main.app { padding-top: 4px !important; }
 #title h1 { margin: 0 !important; font-size: 1.45rem !important; }
 #model-summary { font-size: 0.9em; }
+#decision { border-left: 4px solid #1d4ed8; padding: 2px 0 2px 10px !important; }
+#decision p { margin: 0 0 4px 0 !important; }
+#decision p + p { font-size: 0.92em; line-height: 1.35; }
 #classify-grid { display: grid !important; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr);
   grid-template-rows: auto 1fr; grid-template-areas: "input result" "examples result"; gap: 12px;
   align-items: start; }

@@ -103,7 +103,7 @@ class Prediction:
             return None
         chosen = {p.code: p.probability for p in self.probabilities}
         return (f"{self.label} is chosen although {self.most_probable} is more probable "
-                f"({chosen[self.most_probable]:.0%} against {chosen[self.label]:.0%}): the decision corrects for how "
+                f"({chosen[self.most_probable]:.1%} against {chosen[self.label]:.1%}): the decision corrects for how "
                 f"rare {self.label} was in training (prior correction fitted on validation).")
 
     @property

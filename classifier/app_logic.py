@@ -103,12 +103,12 @@ def decision_markdown(prediction: Prediction) -> str:
     they differ, the line names both and says why. Empty for a model whose decision is the most probable class."""
     if prediction.decision is None:
         return ""
-    shown = {p.code: f"{p.code} — {p.name} ({p.probability:.1%})" for p in prediction.probabilities}
-    line = f"**Decision: {shown[prediction.label]}**"
+    names = {p.code: f"{p.code} — {p.name}" for p in prediction.probabilities}
+    line = f"**Decision: {names[prediction.label]}**"
     if prediction.decision_note is None:
-        return line + " <small>(also the most probable class; a research model's output, not a diagnosis)</small>"
-    return (f"{line} · most probable: {shown[prediction.most_probable]}\n\n"
-            f"<small>{escape(prediction.decision_note)} A research model's output, not a diagnosis.</small>")
+        return line + ", also the most probable class (a research model's output, not a diagnosis)"
+    return (f"{line} · most probable: {names[prediction.most_probable]}\n\n"
+            f"{escape(prediction.decision_note)} A research model's output, not a diagnosis.")
 
 
 def malignancy_markdown(prediction: Prediction, classifier: Classifier) -> str:

@@ -238,3 +238,33 @@ def test_phone_order_with_context_and_similar_cases(browser, served_bundled):
         assert b["x"] >= 0 and b["x"] + b["width"] <= shots.PHONE["width"]
     assert page.evaluate("document.documentElement.scrollWidth") <= shots.PHONE["width"]  # no sideways scrolling
     page.close()
+
+
+@pytest.fixture(scope="module")
+def served_decision(tiny_litert_dir, tmp_path_factory):
+    """The tiny model with a hand-set decision bias (+6 for mel) that makes mel the decision while another class
+    stays the most probable (tests/test_decision_bias.py)."""
+    import json
+    import shutil
+
+    folder = Path(shutil.copytree(tiny_litert_dir, tmp_path_factory.mktemp("decision") / "model"))
+    config = json.loads((folder / "config.json").read_text())
+    config["calibration"]["decision_bias"] = [0.0, 0.0, 0.0, 0.0, 6.0, 0.0, 0.0]
+    (folder / "config.json").write_text(json.dumps(config))
+    yield from serving(folder)
+
+
+def test_the_decision_line_stands_above_the_probabilities_with_why_they_differ(browser, served_decision):
+    from playwright.sync_api import expect
+
+    page = shots.open_page(browser, served_decision, shots.DESKTOP)
+    shots.click_first_example(page)
+    decision = page.locator("#decision")
+    expect(decision).to_contain_text("Decision: mel — Melanoma", timeout=30_000)
+    expect(decision).to_contain_text("mel is chosen although")
+    expect(decision).to_contain_text("not a diagnosis")
+    assert "mel" not in page.locator("#probabilities").inner_text().split("\n")[0]  # gr.Label: the most probable
+    assert box(page, "#decision")["y"] < box(page, "#probabilities")["y"]
+    assert_in_view(page, "#decision", shots.DESKTOP)
+    assert page.get_by_text(DISCLAIMER.split("'")[0]).is_visible()
+    page.close()

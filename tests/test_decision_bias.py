@@ -131,7 +131,7 @@ def test_the_batch_tab_names_decision_and_most_probable(forced, lesion, tmp_path
 def test_the_page_shows_a_decision_line_beside_the_probabilities(forced, lesion):
     shown = logic.show(forced, {"path": str(lesion)})
     assert list(shown.labels)[0].startswith("bkl — ")  # gr.Label's headline: the most probable class
-    assert shown.decision.startswith(f"**Decision: {FORCED} — Dermatofibroma (")
+    assert shown.decision.startswith(f"**Decision: {FORCED} — Dermatofibroma** · most probable: bkl — ")
     assert "most probable: bkl — " in shown.decision and "is chosen although bkl is more probable" in shown.decision
     assert "not a diagnosis" in shown.decision and shown.result["label"] == FORCED
     assert "**df**" in shown.caption  # the heatmap's default class is the decision
