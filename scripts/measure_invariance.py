@@ -23,18 +23,8 @@ from PIL import Image
 from classifier.api import Classifier
 from classifier.data import load_split, read_metadata
 from classifier.errors import exit_status
-from classifier.evaluation.robustness import delivery_shifts, shift, summary, symmetry_shifts
+from classifier.evaluation.robustness import delivery_shifts, invariance_groups, shift, summary, symmetry_shifts
 from classifier.model_options import add_model_arguments, open_model
-
-
-def split_pictures(data: Path, split: dict[str, str], folder: str, count: int | None, part: str = "test") -> list[Path]:
-    """The ``part``-split images of one of the data set's folders, a seeded choice of ``count`` (all: None)."""
-    test_ids = sorted(i for i, s in split.items() if s == part)
-    paths = [data / folder / f"{i}.jpg" for i in test_ids if (data / folder / f"{i}.jpg").is_file()]
-    if count is not None and count < len(paths):
-        chosen = np.random.default_rng(0).choice(len(paths), count, replace=False)
-        paths = [paths[i] for i in sorted(chosen)]
-    return paths
 
 
 def measure(classifier: Classifier, groups: dict[str, list[Path]], tta: bool) -> dict:
@@ -73,9 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     read_metadata(args.data)  # a clear error for a folder that is not the data set, before the model loads
     classifier = open_model(args)
     split = load_split(classifier.config.file("split"))
-    groups = {"200x150 full frames": split_pictures(args.data, split, "images_200x150", args.images, args.split),
-              "224x224 centre crops": split_pictures(args.data, split, "images_center224", args.images, args.split),
-              "600x450 JPEGs": split_pictures(args.data, split, "images_600x450", None, args.split)}
+    groups = invariance_groups(args.data, split, args.images, args.split)
     results = {"model": str(classifier.source.path), "runtime": classifier.runtime.name,
                "views": list(classifier.views(args.tta)), "split": args.split,
                "groups": measure(classifier, groups, args.tta)}

@@ -19,10 +19,9 @@ import numpy as np
 from classifier.api import Classifier
 from classifier.data import HAM_DIR, load_split
 from classifier.errors import exit_status
-from scripts.measure_invariance import measure, split_pictures
+from classifier.evaluation.robustness import JPEG_KINDS, invariance_groups
+from scripts.measure_invariance import measure
 from scripts.prior_sweep import sweep
-
-JPEG_KINDS = ("jpeg_q95", "jpeg_q95_2x", "jpeg_exif_orientation", "cmyk_jpeg")
 
 
 class SmoothedClassifier(Classifier):
@@ -46,9 +45,7 @@ def probe(folder: Path, data: Path, sigma: float, pictures: int = 30) -> dict:
     classifier = SmoothedClassifier(folder)
     classifier.sigma = sigma
     split = load_split(classifier.config.file("split"))
-    groups = {"200x150": split_pictures(data, split, "images_200x150", pictures, "val"),
-              "224 crops": split_pictures(data, split, "images_center224", pictures, "val"),
-              "600x450": split_pictures(data, split, "images_600x450", None, "val")}
+    groups = invariance_groups(data, split, pictures, "val")
     shifts = measure(classifier, groups, False)
     tau = classifier.config.calibration.prior_correction_tau or 0.0
     figures = sweep(classifier, data, (tau,))[0]

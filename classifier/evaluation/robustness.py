@@ -5,6 +5,7 @@ another file format, size, orientation tag or colour mode. Pillow and numpy only
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -20,6 +21,8 @@ SYMMETRIES = {
     "transverse": Image.Transpose.TRANSVERSE,
 }
 EXIF_ORIENTATION = 0x0112
+# The deliveries that re-compress the picture (the others are the same pixels): issue 16's JPEG figures.
+JPEG_KINDS = ("jpeg_q95", "jpeg_q95_2x", "jpeg_exif_orientation", "cmyk_jpeg")
 
 
 def symmetric_copies(image: Image.Image) -> dict[str, Image.Image]:
@@ -53,6 +56,36 @@ def deliveries(upright: Image.Image) -> dict[str, object]:
         "pil_image": upright.copy(),
         "array": np.asarray(upright).copy(),
     }
+
+
+def random_jpeg(upright: Image.Image, rng: np.random.Generator) -> bytes:
+    """One random re-compression of the picture, the noise a head is trained to ignore: JPEG at a quality 80-95,
+    at the picture's size or (one in two) twice it, in RGB or (one in four) CMYK."""
+    picture = upright.convert("RGB")
+    if rng.random() < 0.5:
+        picture = picture.resize((2 * picture.width, 2 * picture.height), Image.BICUBIC)
+    if rng.random() < 0.25:
+        picture = picture.convert("CMYK")
+    return _encoded(picture, "JPEG", quality=int(rng.integers(80, 96)))
+
+
+def split_pictures(data: Path, split: dict[str, str], folder: str, count: int | None, part: str = "test") -> list[Path]:
+    """The ``part``-split images of one of the data set's folders, a seeded choice of ``count`` (all: None)."""
+    ids = sorted(i for i, s in split.items() if s == part)
+    paths = [data / folder / f"{i}.jpg" for i in ids if (data / folder / f"{i}.jpg").is_file()]
+    if count is not None and count < len(paths):
+        chosen = np.random.default_rng(0).choice(len(paths), count, replace=False)
+        paths = [paths[i] for i in sorted(chosen)]
+    return paths
+
+
+def invariance_groups(data: Path, split: dict[str, str], count: int | None,
+                      part: str = "test") -> dict[str, list[Path]]:
+    """The three picture groups of the invariance figures: ``count`` 200x150 full frames, as many 224x224 centre
+    crops, and every 600x450 JPEG of the split."""
+    return {"200x150 full frames": split_pictures(data, split, "images_200x150", count, part),
+            "224x224 centre crops": split_pictures(data, split, "images_center224", count, part),
+            "600x450 JPEGs": split_pictures(data, split, "images_600x450", None, part)}
 
 
 def probability_vector(prediction) -> np.ndarray:

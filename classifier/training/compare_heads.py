@@ -54,6 +54,15 @@ RECIPES = {
              {"weights": 0.5, "extra": "all"}),
     "isic_mel": ("class weights ^0.5, training split + the 3,409 ISIC 2019 melanomas (84 px)",
                  {"weights": 0.5, "extra": "mel"}),
+    # "jpeg": the cached features of one random JPEG re-compression of each training image (feature_cache --jpeg)
+    # join every batch, with this loss weight; "consistency": weight of the mean squared difference between the
+    # logits of the picture and of its re-compression (the head's own reaction to JPEG noise).
+    "jpeg_aug": ("class weights ^0.5, each training image also as a JPEG re-compression",
+                 {"weights": 0.5, "jpeg": 1.0}),
+    "jpeg_c1": ("jpeg_aug + logit consistency, weight 1", {"weights": 0.5, "jpeg": 1.0, "consistency": 1.0}),
+    "jpeg_c3": ("jpeg_aug + logit consistency, weight 3", {"weights": 0.5, "jpeg": 1.0, "consistency": 3.0}),
+    "jpeg_c10": ("jpeg_aug + logit consistency, weight 10", {"weights": 0.5, "jpeg": 1.0, "consistency": 10.0}),
+    "jpeg_c30": ("jpeg_aug + logit consistency, weight 30", {"weights": 0.5, "jpeg": 1.0, "consistency": 30.0}),
 }
 TRAINED = [name for name in RECIPES if not name.startswith("shipped")]
 
@@ -111,8 +120,21 @@ def build_head(dim: int, num_classes: int, dropout: float, hidden: int = 0):
     return keras.Model(inputs, keras.layers.Dense(num_classes, name="predictions")(x))  # logits
 
 
-def train_head(features: np.ndarray, labels: np.ndarray, recipe: dict, seed: int = 0):
-    """A Keras head trained on (N, V, D) features as the recipe says; returns the model (logits out)."""
+def build_paired_head(dim: int, num_classes: int, dropout: float):
+    """The linear head on a picture's features and its re-compression's: outputs both logits (dropout applied)
+    and their difference without dropout (the bias cancels), which the consistency loss drives to 0."""
+    import keras
+
+    clean, jpeg = keras.Input((dim,), name="features"), keras.Input((dim,), name="jpeg_features")
+    drop, dense = keras.layers.Dropout(dropout, name="dropout"), keras.layers.Dense(num_classes, name="predictions")
+    difference = keras.layers.Subtract(name="difference")([dense(jpeg), dense(clean)])
+    return keras.Model([clean, jpeg], [dense(drop(clean)), dense(drop(jpeg)), difference])
+
+
+def train_head(features: np.ndarray, labels: np.ndarray, recipe: dict, seed: int = 0,
+               jpeg_features: np.ndarray | None = None):
+    """A Keras head trained on (N, V, D) features as the recipe says; returns the model (logits out). Recipes with
+    "jpeg" train on (features, jpeg_features) pairs: the same image and view, re-compressed."""
     import keras
 
     settings = {**SETTINGS, **recipe}
@@ -121,7 +143,11 @@ def train_head(features: np.ndarray, labels: np.ndarray, recipe: dict, seed: int
     n, views, dim = features.shape
     k = len(CODES)
     weights = sample_weights(labels, k, settings.get("weights", 0.0))
-    model = build_head(dim, k, settings["dropout"], settings.get("hidden", 0))
+    paired = settings.get("jpeg") is not None
+    if paired and jpeg_features is None:
+        raise ValueError("this recipe needs the JPEG features (feature_cache --jpeg; compare_heads --jpeg)")
+    model = (build_paired_head(dim, k, settings["dropout"]) if paired
+             else build_head(dim, k, settings["dropout"], settings.get("hidden", 0)))
     steps = int(np.ceil(n / settings["batch_size"]))
     schedule = keras.optimizers.schedules.CosineDecay(settings["learning_rate"], settings["epochs"] * steps)
     if settings.get("loss") == "focal":
@@ -129,7 +155,12 @@ def train_head(features: np.ndarray, labels: np.ndarray, recipe: dict, seed: int
                                                          label_smoothing=settings["label_smoothing"])
     else:
         loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=settings["label_smoothing"])
-    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=settings["weight_decay"]), loss=loss)
+    optimizer = keras.optimizers.AdamW(schedule, weight_decay=settings["weight_decay"])
+    if paired:
+        model.compile(optimizer=optimizer, loss=[loss, loss, keras.losses.MeanSquaredError()],
+                      loss_weights=[1.0, settings["jpeg"], settings.get("consistency", 0.0)])
+    else:
+        model.compile(optimizer=optimizer, loss=loss)
     for epoch in range(settings["epochs"]):  # numpy arrays per epoch: much less overhead than a PyDataset here
         images, views_chosen = epoch_samples(labels, views, rng, settings.get("sampling") == "balanced")
         x = features[images, views_chosen].astype(np.float32)
@@ -137,18 +168,35 @@ def train_head(features: np.ndarray, labels: np.ndarray, recipe: dict, seed: int
         w = weights[images].astype(np.float32)
         if settings.get("mixup"):
             x, y, w = mixup(x, y, w, rng, settings["mixup"])
+        if paired:
+            x, y = [x, jpeg_features[images, views_chosen].astype(np.float32)], [y, y, np.zeros_like(y)]
         model.fit(x, y, sample_weight=w, batch_size=settings["batch_size"], epochs=epoch + 1, initial_epoch=epoch,
                   shuffle=False, verbose=0)
     return model
 
 
+def jpeg_reaction(cache: dict, head, temperature: float, class_bias) -> dict:
+    """The served probabilities' largest class change when the picture arrives as each JPEG delivery instead of
+    its decoded pixels (``feature_cache --deliveries``): p95 per picture group and delivery, their mean and the
+    largest change, as ``scripts.measure_invariance`` reports them. ``head`` None: the cached (served) logits."""
+    logits = cache["deliveries_logits"] if head is None else head_logits(head, cache["deliveries_features"])
+    probs = np.stack([mean_probabilities(logits[:, k], temperature, class_bias) for k in range(logits.shape[1])], 1)
+    shifts = np.abs(probs[:, 1:] - probs[:, :1]).max(axis=2)  # (P, kinds)
+    groups = cache["deliveries_group"]
+    p95 = [np.quantile(shifts[groups == g, k], 0.95) for g in np.unique(groups) for k in range(shifts.shape[1])]
+    changed = int((probs[:, 1:].argmax(2) != probs[:, :1].argmax(2)).sum())
+    return {"jpeg_mean_p95": round(float(np.mean(p95)), 4), "jpeg_max": round(float(shifts.max()), 4),
+            "jpeg_top_changed": changed}
+
+
 def head_logits(head, features: np.ndarray) -> np.ndarray:
-    """Per-view logits (N, V, K) of a head: a (kernel, bias) pair in numpy, or a Keras model."""
-    n, views, dim = features.shape
+    """Logits (..., K) of features (..., D), e.g. per view (N, V, D): a (kernel, bias) pair in numpy, or a Keras
+    model."""
     if isinstance(head, tuple):
         kernel, bias = head
-        return np.einsum("nvd,dk->nvk", features, kernel) + bias
-    return head.predict(features.reshape(n * views, dim), batch_size=4096, verbose=0).reshape(n, views, -1)
+        return np.einsum("...d,dk->...k", features, kernel) + bias
+    flat = features.reshape(-1, features.shape[-1])
+    return head.predict(flat, batch_size=4096, verbose=0).reshape(*features.shape[:-1], -1)
 
 
 def shipped_head(model_folder: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -162,8 +210,9 @@ def shipped_head(model_folder: Path) -> tuple[np.ndarray, np.ndarray]:
     return kernel, bias
 
 
-def run_recipe(cache: dict, name: str, seed: int, model_folder: Path, runs: Path, split: str = "val") -> dict:
-    """Train (or take) the recipe's head, score it; the head is saved beside the results."""
+def run_recipe(cache: dict, name: str, seed: int | str, model_folder: Path, runs: Path, split: str = "val") -> dict:
+    """Train (or take) the recipe's head, score it; the head is saved beside the results. Seed "mean" is the
+    mean of seeds' linear heads (:func:`average_heads`), which is the mean of their logits."""
     started = time.time()
     y_train, y_val = cache["train_label"], cache["val_label"]
     counts = np.bincount(y_train, minlength=len(CODES))
@@ -173,7 +222,7 @@ def run_recipe(cache: dict, name: str, seed: int, model_folder: Path, runs: Path
     else:
         if name == "shipped_float":
             head = shipped_head(model_folder)
-        elif head_file.is_file() and split != "val":  # score the head chosen on validation, not a new one
+        elif head_file.is_file() and (split != "val" or seed == "mean"):  # the head chosen on validation
             with np.load(head_file) as stored:
                 head = (stored["kernel"], stored["bias"])
         else:
@@ -184,7 +233,7 @@ def run_recipe(cache: dict, name: str, seed: int, model_folder: Path, runs: Path
                     cache["extra_label"] == CODES.index(extra))
                 x_train = np.concatenate([x_train, cache["extra_features"][keep]])
                 y_fit = np.concatenate([y_train, cache["extra_label"][keep]])
-            model = train_head(x_train, y_fit, RECIPES[name][1], seed)
+            model = train_head(x_train, y_fit, RECIPES[name][1], seed, cache.get("train_jpeg_features"))
             head = model
             if "hidden" not in RECIPES[name][1]:  # a linear head: the served Dense layer's weights
                 head = tuple(model.get_layer("predictions").get_weights())
@@ -192,8 +241,20 @@ def run_recipe(cache: dict, name: str, seed: int, model_folder: Path, runs: Path
         val_logits = head_logits(head, cache["val_features"])
         eval_logits = head_logits(head, cache[f"{split}_features"])
     scored = serve_and_score(val_logits, y_val, counts, eval_logits, cache[f"{split}_label"])
+    if "deliveries_logits" in cache and split == "val":
+        scored |= jpeg_reaction(cache, None if name == "shipped" else head, scored["temperature"],
+                                prior_bias(scored["tau"], counts))
     return {"recipe": name, "seed": seed, "split": split, **scored, "seconds": round(time.time() - started, 1),
             "description": RECIPES[name][0], "settings": {**SETTINGS, **RECIPES[name][1]}}
+
+
+def average_heads(runs: Path, name: str, seeds: list[int]) -> Path:
+    """Write the mean of the seeds' linear heads of a recipe as ``<name>_seedmean.npz``."""
+    heads = [np.load(runs / f"{name}_seed{seed}.npz") for seed in seeds]
+    out = runs / f"{name}_seedmean.npz"
+    np.savez(out, kernel=np.mean([h["kernel"] for h in heads], 0), bias=np.mean([h["bias"] for h in heads], 0),
+             seeds=np.array(seeds))
+    return out
 
 
 def write_candidate(model_folder: Path, kernel: np.ndarray, bias: np.ndarray, out: Path, note: dict) -> Path:
@@ -244,10 +305,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--features", type=Path, default=Path("runs/features.npz"), help="feature_cache's output")
     p.add_argument("--recipe", nargs="+", default=["all"], help=f"{', '.join(RECIPES)} or all")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--average", action="store_true", help="also score the mean of the seeds' heads (seed mean)")
     p.add_argument("--split", choices=("val", "test"), default="val", help="scored split (test: the winner, once)")
     p.add_argument("--model", type=Path, help="model folder of the shipped head (default: the cache's)")
     p.add_argument("--runs", type=Path, default=Path("runs/heads"), help="results.jsonl and the heads")
     p.add_argument("--extra", type=Path, help="feature_cache --extra output (recipes isic, isic_mel)")
+    p.add_argument("--jpeg", type=Path, help="feature_cache --jpeg output (recipes jpeg_*)")
+    p.add_argument("--deliveries", type=Path, help="feature_cache --deliveries output: adds each head's JPEG "
+                   "reaction on validation pictures")
     p.add_argument("--table", action="store_true", help="print the markdown table of results.jsonl")
     p.add_argument("--candidate", type=Path, help="write the (first) recipe's seed head into this model folder")
     args = p.parse_args(argv)
@@ -266,10 +331,17 @@ def main(argv: list[str] | None = None) -> int:
         cache |= {k: v for k, v in load_cache(args.extra).items() if k.startswith("extra_")}
     elif any(RECIPES[r][1].get("extra") for r in recipes):
         p.error("recipes isic and isic_mel need --extra (python -m classifier.training.feature_cache --extra ...)")
+    for extra_file, prefix in ((args.jpeg, "train_jpeg_"), (args.deliveries, "deliveries_")):
+        if extra_file is not None:
+            cache |= {k: v for k, v in load_cache(extra_file).items() if k.startswith(prefix)}
+    if "train_jpeg_image_id" in cache and not np.array_equal(cache["train_jpeg_image_id"], cache["train_image_id"]):
+        p.error(f"{args.jpeg} does not hold the same training images as {args.features}")
+    if any(RECIPES[r][1].get("jpeg") is not None for r in recipes) and "train_jpeg_features" not in cache:
+        p.error("recipes jpeg_* need --jpeg (python -m classifier.training.feature_cache --jpeg ...)")
     model_folder = args.model or Path(str(cache["model"]))
     print(f"loaded {args.features} in {time.time() - started:.0f} s (features of {model_folder})", file=sys.stderr)
     if args.candidate:
-        name, seed = recipes[0], args.seeds[0]
+        name, seed = recipes[0], "mean" if args.average else args.seeds[0]
         with np.load(args.runs / f"{name}_seed{seed}.npz") as stored:
             kernel, bias = stored["kernel"], stored["bias"]
         note = {"recipe": name, "seed": seed, "description": RECIPES[name][0],
@@ -282,6 +354,12 @@ def main(argv: list[str] | None = None) -> int:
         for name in recipes:
             for seed in args.seeds if name in TRAINED else [0]:
                 result = run_recipe(cache, name, seed, model_folder, args.runs, args.split)
+                with open(results_file, "a") as f:
+                    f.write(json.dumps(result) + "\n")
+                print(json.dumps({k: v for k, v in result.items() if k != "settings"}), flush=True)
+            if args.average and name in TRAINED and "hidden" not in RECIPES[name][1] and args.split == "val":
+                average_heads(args.runs, name, args.seeds)
+                result = run_recipe(cache, name, "mean", model_folder, args.runs, args.split)
                 with open(results_file, "a") as f:
                     f.write(json.dumps(result) + "\n")
                 print(json.dumps({k: v for k, v in result.items() if k != "settings"}), flush=True)

@@ -151,6 +151,74 @@ def cache_extra(model: Path, folder: Path, out: Path, batch_size: int = 32, log=
     return out
 
 
+def cache_jpeg(model: Path, data: Path, out: Path, split_name: str = "train", seed: int = 0,
+               batch_size: int = 32, log=print) -> Path:
+    """Per-view features and logits of one random re-compression of every image of a split
+    (``robustness.random_jpeg``), in the order of :func:`split_arrays`: the pairs a head is trained on to answer
+    a JPEG as it answers the same picture (``compare_heads`` recipe ``jpeg``). Written as ``<split>_jpeg_*``."""
+    from PIL import Image
+
+    from classifier.api import Classifier
+    from classifier.evaluation.robustness import random_jpeg
+
+    classifier = Classifier(model)
+    records = read_metadata(data)
+    ids = split_arrays(records, load_split(classifier.config.file("split")), split_name)["image_id"]
+    paths = resolve_images([r for r in records if r.image_id in set(ids)], data)
+    rng = np.random.default_rng(seed)
+
+    def copy_of(image_id):
+        with Image.open(paths[image_id]) as opened:
+            return random_jpeg(opened.convert("RGB"), rng)
+
+    started = time.time()
+    logits, features = [], []
+    for start in range(0, len(ids), 256):  # the encoded copies of a slice at a time
+        chunk = [copy_of(i) for i in ids[start:start + 256]]
+        chunk_logits, chunk_features = view_outputs(classifier, chunk, tuple(VIEWS), batch_size)
+        logits.append(chunk_logits)
+        features.append(chunk_features)
+        log(f"{split_name} jpeg: {start + len(chunk)}/{len(ids)} images, {time.time() - started:.0f} s")
+    np.savez(out, **{f"{split_name}_jpeg_image_id": ids, f"{split_name}_jpeg_logits": np.concatenate(logits),
+                     f"{split_name}_jpeg_features": np.concatenate(features)}, model=str(model), seed=seed,
+             seconds=np.array(time.time() - started))
+    log(f"wrote {out}")
+    return out
+
+
+def cache_deliveries(model: Path, data: Path, out: Path, split_name: str = "val", pictures: int = 30,
+                     batch_size: int = 32, log=print) -> Path:
+    """Per-view features and logits of the invariance figures' pictures (``robustness.invariance_groups``) as
+    their decoded upright pixels and as each JPEG delivery (``robustness.JPEG_KINDS``), so that a head's JPEG
+    reaction is measured as ``scripts.measure_invariance`` measures it, without the graph. Written as
+    ``deliveries_*``: features (P, 1 + len(JPEG_KINDS), V, D), logits, kinds, groups."""
+    from PIL import Image
+
+    from classifier.api import Classifier
+    from classifier.evaluation.robustness import JPEG_KINDS, deliveries, invariance_groups
+
+    classifier = Classifier(model)
+    groups = invariance_groups(data, load_split(classifier.config.file("split")), pictures, split_name)
+    started = time.time()
+    logits, features, names = [], [], []
+    for group, group_paths in groups.items():
+        for path in group_paths:
+            with Image.open(path) as opened:
+                upright = opened.convert("RGB")
+            sent = deliveries(upright)
+            item_logits, item_features = view_outputs(classifier, [np.asarray(upright)] + [sent[k] for k in JPEG_KINDS],
+                                                      tuple(VIEWS), batch_size)
+            logits.append(item_logits)
+            features.append(item_features)
+            names.append(group)
+        log(f"deliveries: {group} done, {time.time() - started:.0f} s")
+    np.savez(out, deliveries_logits=np.stack(logits), deliveries_features=np.stack(features),
+             deliveries_group=np.array(names), deliveries_kinds=np.array(("array",) + JPEG_KINDS),
+             model=str(model), split=split_name, seconds=np.array(time.time() - started))
+    log(f"wrote {out}")
+    return out
+
+
 def load_cache(path: Path) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as stored:
         return dict(stored)
@@ -162,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, required=True, help="HAM10000 folder")
     p.add_argument("--extra", type=Path, help="instead: an outside training set (images/ + labels.csv, e.g. "
                    "../shared/data/isic2019_84), cached as extra_* arrays")
+    p.add_argument("--jpeg", action="store_true", help="instead: one random JPEG re-compression of every "
+                   "training image (train_jpeg_* arrays)")
+    p.add_argument("--deliveries", action="store_true", help="instead: the validation pictures of the invariance "
+                   "figures, upright and as each JPEG delivery (deliveries_* arrays)")
     p.add_argument("--out", type=Path, default=Path("runs/features.npz"))
     p.add_argument("--splits", nargs="+", choices=SPLITS, default=["val", "test", "train"])
     p.add_argument("--batch-size", type=int, default=32, help="views per runtime call")
@@ -172,7 +244,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
     started = time.time()
-    if args.extra is not None:
+    if args.jpeg:
+        cache_jpeg(args.model, args.data, args.out, batch_size=args.batch_size, log=log)
+    elif args.deliveries:
+        cache_deliveries(args.model, args.data, args.out, batch_size=args.batch_size, log=log)
+    elif args.extra is not None:
         cache_extra(args.model, args.extra, args.out, args.batch_size, log)
     else:
         cache_features(args.model, args.data, args.out, tuple(args.splits), args.batch_size, log)
