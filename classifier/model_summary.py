@@ -239,7 +239,10 @@ def technical_markdown(classifier: Classifier) -> str:
         ("Input", f"{size}x{size} RGB: the largest centred square of the image"),
         ("Views per prediction", f"{len(config.serving.views)}: {', '.join(config.serving.views)}"),
         ("Test-time augmentation", f"{len(config.tta.views)} views: {', '.join(config.tta.views)}"),
-        ("Calibration", f"temperature {config.calibration.temperature:g} and a per-class prior correction"),
+        ("Calibration", f"temperature {config.calibration.temperature:g}"
+                        + (", and a per-class prior correction on the decision only (the probabilities are without it)"
+                           if config.calibration.decision_bias is not None else
+                           " and a per-class prior correction" if any(config.calibration.class_bias or ()) else "")),
         ("Out-of-distribution threshold", "none" if threshold is None else f"energy score above {threshold:g}"),
         ("Classes", ", ".join(config.codes)),
     ]

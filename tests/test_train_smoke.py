@@ -194,6 +194,56 @@ def test_training_batches_cover_every_image_once_per_epoch_resized_and_weighted(
         batches.on_epoch_end()
 
 
+def test_pair_batches_hold_each_picture_then_its_jpeg_with_the_same_labels_and_weights():
+    from classifier.training.fit import training_batches
+
+    x = np.stack([lesion_like(32, seed=i) for i in range(10)])
+    y = np.arange(10) % 3
+    batches = training_batches(x, y, 3, batch_size=4, side=32, augment=lambda images: images,
+                               sample_weights=np.arange(10) / 10.0, seed=0, pairs=True)
+    assert len(batches) == 5  # two pictures (and their JPEGs) per batch of four
+    seen = []
+    for i in range(len(batches)):
+        images, onehot, weights = batches[i]
+        assert images.shape == (4, 32, 32, 3)
+        pictures, encoded = images[:2], images[2:]
+        assert not np.array_equal(pictures, encoded)  # re-encoded ...
+        assert np.abs(pictures - encoded).mean() < 12  # ... but the same pictures
+        np.testing.assert_array_equal(onehot[:2], onehot[2:])
+        np.testing.assert_array_equal(weights[:2], weights[2:])
+        seen += [int(np.flatnonzero([np.array_equal(p, xi) for xi in x])[0]) for p in pictures]
+    assert sorted(seen) == list(range(10))
+
+
+def test_pair_consistency_loss_adds_the_pairs_difference_and_nothing_for_equal_pairs():
+    import keras
+
+    from classifier.training.fit import pair_consistency_loss
+
+    y = np.eye(3, dtype="float32")[[0, 1, 0, 1]]
+    same = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]] * 2, dtype="float32")
+    plain = keras.losses.CategoricalCrossentropy()(y, same)
+    assert float(pair_consistency_loss(0.0, 10.0)(y, same)) == pytest.approx(float(plain), rel=1e-5)
+    moved = same.copy()
+    moved[2] = [0.4, 0.5, 0.1]
+    with_pairs = float(pair_consistency_loss(0.0, 10.0)(y, moved))
+    without = float(keras.losses.CategoricalCrossentropy()(y, moved))
+    difference = np.mean(np.square(np.log(moved[0]) - np.log(moved[2])))
+    assert with_pairs == pytest.approx(without + 10.0 * 2 * difference / 4, rel=1e-4)
+
+
+def test_a_consistency_run_trains_on_pairs_and_resumes(tmp_path):
+    from classifier.training.fit import train
+
+    data, work = tmp_path / "data", tmp_path / "run"
+    make_dataset(data)
+    train(data, epochs=1, work_dir=work, jpeg_consistency=5.0, **TINY)
+    train(data, epochs=2, work_dir=work, resume=True)  # the custom loss loads back with last.keras
+    state = json.loads((work / "state.json").read_text())
+    assert state["epoch"] == 2 and state["settings"]["jpeg_consistency"] == 5.0
+    assert "resuming after epoch 1" in (work / "train.log").read_text()
+
+
 def test_a_missing_init_from_file_is_refused_before_any_work(tmp_path, capsys):
     from classifier.cli import main
 

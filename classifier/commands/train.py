@@ -33,6 +33,9 @@ def add_arguments(p):
                         "finished run with --schedule constant")
     p.add_argument("--jpeg-augment", type=float, default=0.0, metavar="SHARE",
                    help="share of training images re-encoded as JPEG at a random quality 60-95 in each batch")
+    p.add_argument("--jpeg-consistency", type=float, default=0.0, metavar="WEIGHT",
+                   help="train on pairs (each augmented picture and its JPEG re-encoding, half a batch each) with "
+                   "this weight on the squared difference of their log-probabilities (0: off)")
 
 
 def run(args):
@@ -42,6 +45,8 @@ def run(args):
 
     if not 0.0 <= args.jpeg_augment <= 1.0:
         raise ArgumentError(f"--jpeg-augment is a share of each batch, between 0 and 1 (got {args.jpeg_augment:g})")
+    if args.jpeg_consistency < 0:
+        raise ArgumentError(f"--jpeg-consistency is a weight, 0 or more (got {args.jpeg_consistency:g})")
 
     try:
         work = train(args.data, backbone=args.backbone, epochs=args.epochs, resume=args.resume,
@@ -49,7 +54,8 @@ def run(args):
                      schedule=args.schedule, imagenet=args.weights == "imagenet", augment=args.augment,
                      optimizer=args.optimizer, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
                      class_weight_power=args.class_weight_power, small_size=args.small_size,
-                     small_epochs=args.small_epochs, init_from=args.init_from, jpeg_share=args.jpeg_augment)
+                     small_epochs=args.small_epochs, init_from=args.init_from, jpeg_share=args.jpeg_augment,
+                     jpeg_consistency=args.jpeg_consistency)
     except RuntimeError as exc:  # backbone weights unavailable (a ClassifierError goes to cli.main)
         raise ClassifierError(str(exc)) from exc
     try:

@@ -336,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
             cache |= {k: v for k, v in load_cache(extra_file).items() if k.startswith(prefix)}
     if "train_jpeg_image_id" in cache and not np.array_equal(cache["train_jpeg_image_id"], cache["train_image_id"]):
         p.error(f"{args.jpeg} does not hold the same training images as {args.features}")
-    if any(RECIPES[r][1].get("jpeg") is not None for r in recipes) and "train_jpeg_features" not in cache:
+    training = not (args.candidate or args.table)
+    if training and any(RECIPES[r][1].get("jpeg") is not None for r in recipes) and "train_jpeg_features" not in cache:
         p.error("recipes jpeg_* need --jpeg (python -m classifier.training.feature_cache --jpeg ...)")
     model_folder = args.model or Path(str(cache["model"]))
     print(f"loaded {args.features} in {time.time() - started:.0f} s (features of {model_folder})", file=sys.stderr)
@@ -347,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
         note = {"recipe": name, "seed": seed, "description": RECIPES[name][0],
                 "settings": {**SETTINGS, **RECIPES[name][1]}, "features": str(args.features),
                 "command": f"python -m classifier.training.compare_heads --features {args.features} --recipe {name} "
-                           f"--seeds {seed}"}
+                           f"--seeds {' '.join(map(str, args.seeds))}" + (" --average" if args.average else "")
+                           + (f" --jpeg {args.jpeg}" if args.jpeg else "")}
         print(write_candidate(model_folder, kernel, bias, args.candidate, note))
         return 0
     if not args.table:

@@ -109,11 +109,38 @@ def recompressed(images: np.ndarray, rng: np.random.Generator, share: float,
     return images
 
 
+def pair_consistency_loss(label_smoothing: float, weight: float):
+    """Cross-entropy plus ``weight`` times the mean squared difference of the log-probabilities of each picture
+    and its re-compression, for batches whose second half is the first half re-encoded (``training_batches``
+    with ``pairs``): the network is taught to answer a JPEG as it answers the picture (issue 16)."""
+    import keras
+
+    @keras.saving.register_keras_serializable(package="classifier")
+    class PairConsistency(keras.losses.Loss):
+        def __init__(self, label_smoothing=0.0, weight=0.0, name="pair_consistency", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.label_smoothing, self.weight = label_smoothing, weight
+
+        def call(self, y_true, y_pred):
+            ops = keras.ops
+            cross_entropy = keras.losses.categorical_crossentropy(y_true, y_pred, label_smoothing=self.label_smoothing)
+            log_p = ops.log(ops.clip(y_pred, 1e-7, 1.0))
+            half = ops.shape(log_p)[0] // 2
+            difference = ops.mean(ops.square(log_p[:half] - log_p[half:]), axis=-1)
+            return cross_entropy + self.weight * ops.concatenate([difference, difference])
+
+        def get_config(self):
+            return {**super().get_config(), "label_smoothing": self.label_smoothing, "weight": self.weight}
+
+    return PairConsistency(label_smoothing, weight)
+
+
 def training_batches(x: np.ndarray, y: np.ndarray, num_classes: int, batch_size: int, side: int, augment,
-                     sample_weights: np.ndarray, seed: int = 0, jpeg_share: float = 0.0):
+                     sample_weights: np.ndarray, seed: int = 0, jpeg_share: float = 0.0, pairs: bool = False):
     """Shuffled, resized, augmented training batches (images, one-hot labels, sample weights) as a
     ``keras.utils.PyDataset``: numpy in, keras.ops inside, so the loop runs on any Keras backend (TensorFlow
-    here; JAX on a GPU machine without TensorFlow)."""
+    here; JAX on a GPU machine without TensorFlow). With ``pairs``, a batch is ``batch_size // 2`` augmented
+    pictures followed by the same pictures re-encoded as JPEG (quality 70-95), for ``pair_consistency_loss``."""
     import keras
 
     ops = keras.ops
@@ -124,18 +151,25 @@ def training_batches(x: np.ndarray, y: np.ndarray, num_classes: int, batch_size:
             self.rng = np.random.default_rng(seed)
             self.order = self.rng.permutation(len(x))
             self.onehot = np.eye(num_classes, dtype="float32")[y]
+            self.per_batch = max(batch_size // 2, 1) if pairs else batch_size
 
         def __len__(self):
-            return math.ceil(len(x) / batch_size)
+            return math.ceil(len(x) / self.per_batch)
 
         def __getitem__(self, index):
-            chosen = self.order[index * batch_size:(index + 1) * batch_size]
+            chosen = self.order[index * self.per_batch:(index + 1) * self.per_batch]
             pixels = recompressed(x[chosen], self.rng, jpeg_share) if jpeg_share else x[chosen]
             images = ops.convert_to_tensor(pixels, "float32")
             if images.shape[1] != side:
                 images = ops.image.resize(images, (side, side), antialias=True)
             images = ops.clip(augment(images), 0, 255)
-            return ops.convert_to_numpy(images), self.onehot[chosen], sample_weights[chosen].astype("float32")
+            weights = sample_weights[chosen].astype("float32")
+            if pairs:
+                pictures = np.round(ops.convert_to_numpy(images)).astype(np.uint8)
+                encoded = recompressed(pictures, self.rng, 1.0, (70, 95))
+                return (np.concatenate([pictures, encoded]).astype("float32"),
+                        np.concatenate([self.onehot[chosen]] * 2), np.concatenate([weights, weights]))
+            return ops.convert_to_numpy(images), self.onehot[chosen], weights
 
         def on_epoch_end(self):
             self.order = self.rng.permutation(len(x))
@@ -165,6 +199,7 @@ def train(
     small_epochs: int = 0,
     init_from: list[Path] | None = None,
     jpeg_share: float = 0.0,
+    jpeg_consistency: float = 0.0,
 ) -> Path:
     """Train (or resume) the run in ``work_dir`` (checkpoints, logs, split) and return ``work_dir``; the export
     (:func:`classifier.training.export_model.export_run`) turns it into a model folder, as the ``train`` command
@@ -196,14 +231,15 @@ def train(
                     stop_patience=stop_patience, augment=augment, optimizer=optimizer, weight_decay=weight_decay,
                     label_smoothing=label_smoothing, class_weight_power=class_weight_power,
                     small_size=small_size, small_epochs=small_epochs if small_size else 0,
-                    init_from=[str(p) for p in init_from or []], jpeg_share=jpeg_share)
+                    init_from=[str(p) for p in init_from or []], jpeg_share=jpeg_share,
+                    jpeg_consistency=jpeg_consistency)
     if resume and state_path.exists():
         state = json.loads(state_path.read_text())
         settings = {**state["settings"], "epochs": epochs}
         backbone, size, batch_size = settings["backbone"], settings["size"], settings["batch_size"]
         augment, small_size = settings.get("augment", "reference"), settings.get("small_size")
         small_epochs, class_weight_power = settings.get("small_epochs", 0), settings.get("class_weight_power", 0.5)
-        jpeg_share = settings.get("jpeg_share", 0.0)
+        jpeg_share, jpeg_consistency = settings.get("jpeg_share", 0.0), settings.get("jpeg_consistency", 0.0)
     else:
         state = {"epoch": 0, "best_score": -1.0, "best_epoch": 0, "best_val_loss": math.inf, "lr_wait": 0,
                  "stopped": False, "settings": settings}
@@ -226,6 +262,10 @@ def train(
     if state["epoch"] >= epochs or state["stopped"]:
         log_line(work, f"training already finished at epoch {state['epoch']}")
     else:
+        if jpeg_consistency:
+            loss = pair_consistency_loss(label_smoothing, jpeg_consistency)  # also registers it for the load below
+        else:
+            loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
         if resume and (work / "last.keras").exists():
             model = keras.models.load_model(work / "last.keras", safe_mode=True)
             log_line(work, f"resuming after epoch {state['epoch']}")
@@ -240,8 +280,7 @@ def train(
                 0.0, decay_steps=max(steps * (epochs - 1), 1), warmup_target=learning_rate, warmup_steps=steps)
             opt = (keras.optimizers.AdamW(rate, weight_decay=weight_decay) if optimizer == "adamw"
                    else keras.optimizers.Adam(rate))
-            model.compile(optimizer=opt, metrics=["accuracy"],
-                          loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing))
+            model.compile(optimizer=opt, metrics=["accuracy"], loss=loss)
         if augment == "gentle":
             augment_batch = gentle_augmentation()
         else:
@@ -257,7 +296,7 @@ def train(
             if state["epoch"] < phase_end and not state["stopped"]:
                 log_line(work, f"epochs {state['epoch'] + 1}-{phase_end} at {side}px")
                 batches = training_batches(x_train, y_train, k, batch_size, side, augment_batch, sample_weights,
-                                           seed=state["epoch"], jpeg_share=jpeg_share)
+                                           seed=state["epoch"], jpeg_share=jpeg_share, pairs=jpeg_consistency > 0)
                 model.fit(batches, epochs=phase_end, initial_epoch=state["epoch"], verbose=0,
                           callbacks=[checkpoint])
 
