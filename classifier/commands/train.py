@@ -35,7 +35,7 @@ def add_arguments(p):
                    help="share of training images re-encoded as JPEG at a random quality 60-95 in each batch")
     p.add_argument("--jpeg-consistency", type=float, default=0.0, metavar="WEIGHT",
                    help="train on pairs (each augmented picture and its JPEG re-encoding, half a batch each) with "
-                   "this weight on the squared difference of their log-probabilities (0: off)")
+                   "this weight on the Jensen-Shannon divergence of their probabilities (0: off; AugMix used 12)")
 
 
 def run(args):

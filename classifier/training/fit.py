@@ -110,9 +110,10 @@ def recompressed(images: np.ndarray, rng: np.random.Generator, share: float,
 
 
 def pair_consistency_loss(label_smoothing: float, weight: float):
-    """Cross-entropy plus ``weight`` times the mean squared difference of the log-probabilities of each picture
-    and its re-compression, for batches whose second half is the first half re-encoded (``training_batches``
-    with ``pairs``): the network is taught to answer a JPEG as it answers the picture (issue 16)."""
+    """Cross-entropy plus ``weight`` times the Jensen-Shannon divergence between the probabilities of each
+    picture and of its re-compression (AugMix's consistency loss, Hendrycks et al. 2020), for batches whose second
+    half is the first half re-encoded (``training_batches`` with ``pairs``): the network is taught to answer a JPEG
+    as it answers the picture (issue 16)."""
     import keras
 
     @keras.saving.register_keras_serializable(package="classifier")
@@ -124,10 +125,11 @@ def pair_consistency_loss(label_smoothing: float, weight: float):
         def call(self, y_true, y_pred):
             ops = keras.ops
             cross_entropy = keras.losses.categorical_crossentropy(y_true, y_pred, label_smoothing=self.label_smoothing)
-            log_p = ops.log(ops.clip(y_pred, 1e-7, 1.0))
-            half = ops.shape(log_p)[0] // 2
-            difference = ops.mean(ops.square(log_p[:half] - log_p[half:]), axis=-1)
-            return cross_entropy + self.weight * ops.concatenate([difference, difference])
+            half = ops.shape(y_pred)[0] // 2
+            p, q = ops.clip(y_pred[:half], 1e-7, 1.0), ops.clip(y_pred[half:], 1e-7, 1.0)
+            mean_log = ops.log((p + q) / 2)
+            divergence = ops.sum(p * (ops.log(p) - mean_log) + q * (ops.log(q) - mean_log), axis=-1) / 2
+            return cross_entropy + self.weight * ops.concatenate([divergence, divergence])
 
         def get_config(self):
             return {**super().get_config(), "label_smoothing": self.label_smoothing, "weight": self.weight}
