@@ -284,19 +284,27 @@ def write_candidate(model_folder: Path, kernel: np.ndarray, bias: np.ndarray, ou
 
 
 def table(results: list[dict], commands: dict[str, str]) -> str:
-    rows = ["| recipe | command | wall time | val (acc + bal. acc) / 2 (seeds 0-2) | balanced acc. | melanoma "
-            "recall | melanoma AUC | macro AUC | accuracy | NLL | tau |", "| --- " * 11 + "|"]
+    """The markdown table of results.jsonl: per recipe the mean of its seeds' heads where scored (``--average``),
+    else seed 0; the criterion's range over the seeds; wall time summed over the seeds' trainings; the JPEG
+    reaction where ``--deliveries`` measured it."""
+    rows = ["| recipe | command | wall time | val (acc + bal. acc) / 2 (seeds) | balanced acc. | melanoma recall | "
+            "melanoma AUC | macro AUC | accuracy | NLL | tau | JPEG mean p95 / max |", "| --- " * 12 + "|"]
     for name in RECIPES:
         runs = [r for r in results if r["recipe"] == name and r["split"] == "val"]
         if not runs:
             continue
-        r = ([r for r in runs if r["seed"] == 0] or runs)[-1]  # the latest
-        spread = sorted({x["seed"]: x["criterion"] for x in runs}.values())
+        seeded = {x["seed"]: x for x in runs if x["seed"] != "mean"}  # the latest of each seed
+        means = [x for x in runs if x["seed"] == "mean"]
+        r = means[-1] if means else seeded.get(0, runs[-1])
+        spread = sorted(x["criterion"] for x in seeded.values())
         seeds = f" ({min(spread):.4f}–{max(spread):.4f})" if len(spread) > 1 else ""
-        rows.append(f"| {name}: {r['description']} | `{commands.get(name, '')}` | {r['seconds']:.0f} s | "
+        label = f"{name}{' (mean of the seeds)' if means else ''}: {r['description']}"
+        jpeg = f"{r['jpeg_mean_p95']:.4f} / {r['jpeg_max']:.4f}" if "jpeg_mean_p95" in r else ""
+        seconds = sum(x["seconds"] for x in seeded.values()) or r["seconds"]
+        rows.append(f"| {label} | `{commands.get(name, '')}` | {seconds:.0f} s | "
                     f"{r['criterion']:.4f}{seeds} | {r['balanced_accuracy']:.4f} | {r['melanoma_recall']:.4f} | "
                     f"{r['melanoma_auc']:.4f} | {r['macro_auc']:.4f} | {r['accuracy']:.4f} | {r['nll']:.4f} | "
-                    f"{r['tau']} |")
+                    f"{r['tau']} | {jpeg} |")
     return "\n".join(rows)
 
 
@@ -329,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = load_cache(args.features)
     if args.extra is not None:
         cache |= {k: v for k, v in load_cache(args.extra).items() if k.startswith("extra_")}
-    elif any(RECIPES[r][1].get("extra") for r in recipes):
+    elif not (args.candidate or args.table) and any(RECIPES[r][1].get("extra") for r in recipes):
         p.error("recipes isic and isic_mel need --extra (python -m classifier.training.feature_cache --extra ...)")
     for extra_file, prefix in ((args.jpeg, "train_jpeg_"), (args.deliveries, "deliveries_")):
         if extra_file is not None:
@@ -368,7 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.table and results_file.is_file():
         results = [json.loads(line) for line in results_file.read_text().splitlines()]
         commands = {name: f"python -m classifier.training.compare_heads --features {args.features} --recipe {name}"
-                    + (" --seeds 0 1 2" if name in TRAINED else "") for name in RECIPES}
+                    + (" --seeds 0 1 2" if name in TRAINED else "") + (" --average" if args.average else "")
+                    + (f" --jpeg {args.jpeg}" if args.jpeg and RECIPES[name][1].get("jpeg") else "")
+                    + (f" --deliveries {args.deliveries}" if args.deliveries else "") for name in RECIPES}
         print(table(results, commands))
     return 0
 
