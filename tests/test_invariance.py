@@ -146,9 +146,9 @@ def test_jpeg_deliveries_of_the_examples_stay_within_what_was_measured(bundled):
     """Re-encoding as JPEG (quality 95, at 1x and 2x, with an EXIF orientation tag, in CMYK) adds compression noise
     that the model sees. Issue 16 asks for p95 <= 0.02 and max <= 0.05 with the top class unchanged; the shipped
     model does not reach it (the float Keras model moves as much, so it is the network, not the int8 graph:
-    docs/training.md). This pins what was measured on the 14 examples (56 deliveries: p95 0.078, max 0.118, 3 top
-    classes changed, all three on examples whose top probability is below 0.6), so that it cannot get worse
-    unnoticed."""
+    docs/training.md). This pins what was measured on the 14 examples with the shipped model (its head trained
+    for JPEG consistency; 56 deliveries: p95 0.073, max 0.106, no decision changed; run D before it: p95 0.078, max
+    0.118, 3 changed), so that it cannot get worse unnoticed."""
     shifts, changed, margins = [], [], []
     for path in EXAMPLES:
         picture = upright(path)
@@ -161,8 +161,8 @@ def test_jpeg_deliveries_of_the_examples_stay_within_what_was_measured(bundled):
                 margins.append(reference.probabilities[0].probability)
     figures = summary(shifts, changed)
     assert figures["n"] == 4 * len(EXAMPLES)
-    assert figures["p95"] <= 0.09 and figures["max"] <= 0.13, figures
-    assert figures["top_class_changed"] <= 3, figures
+    assert figures["p95"] <= 0.08 and figures["max"] <= 0.115, figures
+    assert figures["top_class_changed"] == 0, figures
     assert all(top < 0.6 for top, c in zip(margins, changed, strict=True) if c), "a confident answer changed"
 
 

@@ -296,7 +296,20 @@ def _training(config: ModelConfig) -> list[str]:
             f"- Backbone: {backbone} from keras.applications.",
             "- Recipe: " + training_recipe(training),
             f"- Reproduce: `{train_command(training)}` (then `python -m classifier evaluate --model model "
-            "--data DATA --split test`).", ""]
+            "--data DATA --split test`).", *_head_retrained(training), ""]
+
+
+def _head_retrained(training) -> list[str]:
+    """The step that retrained the Dense head on cached features after the backbone's training, if any."""
+    head = training.get("head_retrained")
+    if not head:
+        return []
+    return ["- Then the Dense head alone was retrained on the backbone's cached pooled features "
+            f"({head.get('description')}, "
+            + ("the mean of its seeds' heads" if head.get("seed") == "mean" else f"seed {head.get('seed')}")
+            + f"; docs/training.md): `{head.get('command')}` "
+            "with `--model MODEL --candidate DIR`, then `python -m classifier export --from-model DIR --data DATA "
+            "--out model`."]
 
 
 def _files_and_licence(config: ModelConfig) -> list[str]:
