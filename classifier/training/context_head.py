@@ -121,11 +121,13 @@ def calibrate(head, val_features, val_context, y_val, train_counts) -> dict:
             "conformal_threshold": round(threshold, 6)}
 
 
-def score(probs: np.ndarray, y: np.ndarray, codes, malignant: np.ndarray, threshold: float | None = None) -> dict:
+def score(probs: np.ndarray, y: np.ndarray, codes, malignant: np.ndarray, threshold: float | None = None,
+          predicted: np.ndarray | None = None) -> dict:
+    """The figures of probabilities (and of ``predicted`` decisions, where they are not the most probable class)."""
     from classifier.evaluation.metrics import classification_metrics, malignant_auc
     from classifier.uncertainty import set_metrics
 
-    m = classification_metrics(probs, y, codes)
+    m = classification_metrics(probs, y, codes, predicted=predicted)
     out = {"criterion": round((m["accuracy"] + m["balanced_accuracy"]) / 2, 4), "accuracy": m["accuracy"],
            "balanced_accuracy": m["balanced_accuracy"], "melanoma_recall": m["melanoma_recall"],
            "melanoma_auc": m["per_class"]["mel"]["auc"] if "mel" in m["per_class"] else None,
@@ -162,6 +164,7 @@ def compare(folder: Path, cache: Path, split: str = "val", seeds=SEEDS) -> list[
     """Image only (as served) against the context heads of single seeds (full context, withheld) and their mean
     (the served head: full context, each field alone, none), on ``split``; calibration always fitted on
     validation."""
+    from classifier.evaluation.measure import served
     from classifier.explain import softmax
     from classifier.training.feature_cache import load_cache_split
 
@@ -173,10 +176,9 @@ def compare(folder: Path, cache: Path, split: str = "val", seeds=SEEDS) -> list[
     c = {name: context_arrays(p) for name, p in parts.items()}
     y = {name: p["label"] for name, p in parts.items()}
     counts = np.bincount(y["train"], minlength=len(codes)).astype(float)
-    served = softmax(parts[split]["logits"], config.calibration.temperature,
-                     np.array(config.calibration.class_bias)).mean(axis=1)
+    probs, decisions = served(config.calibration, parts[split]["logits"])
     rows = [{"model": "image only, as served", "seed": None,
-             **score(served, y[split], codes, malignant, config.conformal.threshold)}]
+             **score(probs, y[split], codes, malignant, config.conformal.threshold, decisions)}]
     started = time.time()
     heads = {seed: train_context_head(x["train"], c["train"], y["train"], len(codes), seed) for seed in seeds}
     seconds = round((time.time() - started) / len(seeds), 1)

@@ -100,8 +100,8 @@ def measure_vote(index: SimilarIndex, test: dict, train_counts: np.ndarray, fold
                  ks=(8, 16, 32)) -> list[dict]:
     """Balanced accuracy and malignant AUC of the k-nearest vote (divided by the training class prior) on the
     test split, beside the served softmax's (the cached logits with the folder's calibration)."""
+    from classifier.evaluation.measure import served
     from classifier.evaluation.metrics import classification_metrics, malignant_auc
-    from classifier.explain import softmax
 
     config = read_config(folder)
     codes = config.codes
@@ -110,16 +110,15 @@ def measure_vote(index: SimilarIndex, test: dict, train_counts: np.ndarray, fold
     features = test["features"].mean(axis=1)
     rows = []
 
-    def row(name, probs, seconds=None):
-        m = classification_metrics(probs, y, codes)
+    def row(name, probs, seconds=None, predicted=None):
+        m = classification_metrics(probs, y, codes, predicted=predicted)
         rows.append({"scorer": name, "accuracy": m["accuracy"], "balanced_accuracy": m["balanced_accuracy"],
                      "melanoma_recall": m["melanoma_recall"], "macro_auc": m["macro_auc"],
                      "malignant_auc": malignant_auc(probs, y, config.labels.malignant),
                      **({} if seconds is None else {"ms_per_image": round(seconds * 1000, 3)})})
 
-    calibration = config.calibration
-    served = softmax(test["logits"], calibration.temperature, np.array(calibration.class_bias)).mean(axis=1)
-    row("softmax as served", served)
+    probs, decisions = served(config.calibration, test["logits"])
+    row("softmax as served", probs, predicted=decisions)
     for k in ks:
         row(f"vote of the {k} nearest training lesions / class prior", index.vote(features, k, prior))
     started = time.perf_counter()
