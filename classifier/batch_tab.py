@@ -127,7 +127,6 @@ class BatchResult:
     top_k: int = TOP_K
     codes: tuple[str, ...] = ()
     summary: str = ""
-    separate_decision: bool = False  # the model's Classifier.separate_decision: the CSV's decision_note column
 
     @property
     def rows(self) -> list[list[str]]:
@@ -165,7 +164,7 @@ def classify_batch(classifier: Classifier, items: list[BatchItem], top_k: int = 
     failed = sum("error" in record for record in records)
     summary = f"{len(items) - failed} of {len(items)} images classified" + (
         f"; {failed} could not be (see their rows)" if failed else "") + "."
-    return BatchResult(records, top_k, tuple(classifier.config.codes), summary, classifier.separate_decision)
+    return BatchResult(records, top_k, tuple(classifier.config.codes), summary)
 
 
 def write_csv(result: BatchResult, folder: str | os.PathLike | None = None) -> str:
@@ -173,7 +172,7 @@ def write_csv(result: BatchResult, folder: str | os.PathLike | None = None) -> s
     returns its path."""
     path = Path(folder or tempfile.mkdtemp(prefix="lesion-batch-")) / "classifications.csv"
     path.unlink(missing_ok=True)  # the writer appends
-    writer, _ = open_output(path, "csv", result.top_k, result.codes, with_decision=result.separate_decision)
+    writer, _ = open_output(path, "csv", result.top_k, result.codes)
     try:
         for record in result.records:
             writer.write(record)

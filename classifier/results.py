@@ -20,9 +20,9 @@ The flat columns (:func:`row_columns`), the same with or without patient context
 - ``probability_<code>`` for every class, [``heatmap_path``], ``error`` (empty unless the input failed; then the
   other columns are empty).
 
-``decision_note`` is there only for a model that applies its prior correction to the decision only
-(``Classifier.separate_decision``): it says why ``label`` is not ``top1_code`` (the most probable class), and is
-empty where they agree. A model without it writes the columns above unchanged.
+``decision_note`` (after ``label``) says why ``label`` is not ``top1_code`` (the most probable class), for a model
+that applies its prior correction to the decision only (``Classifier.separate_decision``); it is empty where they
+agree and for every other model, so that every model writes the same columns.
 
 Parquet holds the probabilities and ``age`` as float64, the rest as text; CSV writes probabilities with 6 decimals.
 """
@@ -87,11 +87,11 @@ def is_number(column: str) -> bool:
     return "probability" in column or column == "age"
 
 
-def row_columns(top_k: int, codes, with_overlay: bool = False, with_decision: bool = False) -> list[str]:
-    """The flat columns: path, label (the decision), [decision_note], the top k (code, probability), P(malignant),
+def row_columns(top_k: int, codes, with_overlay: bool = False) -> list[str]:
+    """The flat columns: path, label (the decision), decision_note, the top k (code, probability), P(malignant),
     the out-of-distribution warning, the conformal prediction set, the photo-quality findings' codes, the patient
     context (age, sex, site, context_note), the similar cases, every class's probability, [heatmap_path], error."""
-    columns = ["path", "label", *(["decision_note"] if with_decision else [])]
+    columns = ["path", "label", "decision_note"]
     for i in range(1, top_k + 1):
         columns += [f"top{i}_code", f"top{i}_probability"]
     columns += ["malignant_probability", "warning", "prediction_set", "quality", *CONTEXT_COLUMNS]
@@ -99,15 +99,14 @@ def row_columns(top_k: int, codes, with_overlay: bool = False, with_decision: bo
     return columns + (["heatmap_path"] if with_overlay else []) + ["error"]
 
 
-def flat_row(record: dict, top_k: int, codes, with_overlay: bool = False, with_decision: bool = False) -> dict:
+def flat_row(record: dict, top_k: int, codes, with_overlay: bool = False) -> dict:
     """A record as one flat row (``row_columns``): numbers as floats, absent values as None, text printable."""
-    row = dict.fromkeys(row_columns(top_k, codes, with_overlay, with_decision))
+    row = dict.fromkeys(row_columns(top_k, codes, with_overlay))
     row["path"] = record["path"]
     row["error"] = record.get("error")
     if "label" in record:
         row["label"] = record["label"]
-        if with_decision:
-            row["decision_note"] = record.get("decision_note")  # None (empty): the decision is the most probable
+        row["decision_note"] = record.get("decision_note")  # None (empty): the decision is the most probable
         for i, entry in enumerate(record["top_k"][:top_k], 1):
             row[f"top{i}_code"], row[f"top{i}_probability"] = entry["code"], float(entry["probability"])
         row["malignant_probability"] = float(record["malignant_probability"])
@@ -270,15 +269,13 @@ def out_format(out: Path) -> str:
     return fmt
 
 
-def open_output(out: Path | None, fmt: str, top_k: int, codes, with_overlay: bool = False,
-                with_decision: bool = False):
+def open_output(out: Path | None, fmt: str, top_k: int, codes, with_overlay: bool = False):
     """The writer for stdout (``out`` None; ``fmt`` json or csv) or for an --out file, and the paths already in
-    that file (a previous run's rows: those inputs are skipped). ``with_decision``: the model's
-    ``Classifier.separate_decision`` (the ``decision_note`` column). Raises OutputError."""
-    columns = row_columns(top_k, codes, with_overlay, with_decision)
+    that file (a previous run's rows: those inputs are skipped). Raises OutputError."""
+    columns = row_columns(top_k, codes, with_overlay)
 
     def row_of(record):
-        return flat_row(record, top_k, codes, with_overlay, with_decision)
+        return flat_row(record, top_k, codes, with_overlay)
 
     if out is None:
         if fmt == "json":

@@ -281,7 +281,7 @@ def test_rows_follow_the_inputs_in_every_format(archive, tiny_litert_dir, capsys
 def test_out_csv_keeps_its_columns_and_other_misuse_is_an_error(archive, tiny_litert_dir, capsys, tmp_path):
     out = tmp_path / "scores.csv"
     status, _, _ = predict(capsys, archive / "odd", "--model", tiny_litert_dir, "--out", out, "--top-k", "2")
-    assert status == 1 and out.read_text().startswith("path,label,top1_code,top1_probability,top2_code,")
+    assert status == 1 and out.read_text().startswith("path,label,decision_note,top1_code,top1_probability,top2_code,")
     for argv, message in [
         (["--out", out, "--top-k", "3"], "has other columns"),
         (["--out", tmp_path / "scores.txt"], "must end in .jsonl, .csv, .parquet"),

@@ -139,7 +139,7 @@ def run(args):
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # such images get an error line
 
     writer, done = open_output(args.out, args.format or "json", args.top_k, classifier.config.codes,
-                               args.heatmap_dir is not None, classifier.separate_decision)
+                               args.heatmap_dir is not None)
     # An --out CSV or Parquet holds each path as printable text (results.printable); JSON holds it as it is.
     todo = inputs.without({i for i in inputs.ids if i in done or printable(i) in done})
     if done:
