@@ -104,6 +104,14 @@ def test_confident_errors_order():
     assert [e["image_id"] for e in errors] == ["a", "b", "c"]
 
 
+def test_confident_errors_are_wrong_decisions_ranked_by_the_decided_class():
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    decisions = np.array([0, 1, 1, 0])  # a decision-only prior correction chose c as y and d as x
+    errors = confident_errors(probs, np.array([1, 0, 1, 1]), ["a", "b", "c", "d"], ("x", "y"), decisions=decisions)
+    assert [(e["image_id"], e["prediction"], e["probability"]) for e in errors] == [("a", "x", 0.9), ("b", "y", 0.8),
+                                                                                   ("d", "x", 0.3)]
+
+
 def test_hash_distinguishes(tmp_path):
     rng = np.random.default_rng(1)
     _image(rng, tmp_path / "a.png")

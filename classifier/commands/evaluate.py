@@ -79,13 +79,13 @@ def run(args):
     y = np.array(labels)
     config = classifier.config
     calibration = config.calibration
-    probs, _ = served(calibration, view_logits)
+    probs, decisions = served(calibration, view_logits)
     metrics = measure(config, view_logits, y, features, classifier.feature_statistics)
     title = f"Evaluation on {'the ' + args.split + ' split' if args.data else args.labels.name}"
     report = write_report(args.out, probs, y, ids, paths, config.labels, metrics, title=title,
                           extra_md=f"Model: `{_shown(config.folder)}`; TTA: {'on' if args.tta else 'off'}; "
                                    f"temperature {calibration.temperature}; {_bias_text(calibration)}.",
-                          probs_uncalibrated=mean_probabilities(view_logits, 1.0))
+                          probs_uncalibrated=mean_probabilities(view_logits, 1.0), decisions=decisions)
     print(f"report: {report}", file=sys.stderr)
     print(json.dumps(metrics))
 
@@ -95,8 +95,8 @@ def _bias_text(calibration) -> str:
     if calibration.decision_bias is None:
         return f"class bias {list(calibration.class_bias)}"
     return (f"prior correction on the decision only: decision bias {list(calibration.decision_bias)} (the "
-            "probabilities, AUC, NLL, ECE and the most confident errors are without it; accuracy, recall and the "
-            "confusion matrix score the decisions)")
+            "probabilities, AUC, NLL and ECE are without it; accuracy, recall, the confusion matrix and the most "
+            "confident errors (by the decided class's probability) score the decisions)")
 
 
 def _shown(folder: Path) -> str:

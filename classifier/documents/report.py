@@ -199,10 +199,11 @@ def plot_gallery(items: list[dict], paths: list[Path], path: Path, columns: int 
 
 
 def confident_errors(probs: np.ndarray, y_true: np.ndarray, image_ids: list[str], codes: tuple[str, ...],
-                     top: int = TOP_ERRORS) -> list[dict]:
-    """The ``top`` wrong predictions with the highest predicted probability, most confident first."""
-    y_pred = probs.argmax(axis=1)
-    confidence = probs.max(axis=1)
+                     top: int = TOP_ERRORS, decisions: np.ndarray | None = None) -> list[dict]:
+    """The ``top`` wrong decisions (``decisions``, else the most probable class) with the highest probability of
+    the class decided, most confident first."""
+    y_pred = probs.argmax(axis=1) if decisions is None else np.asarray(decisions)
+    confidence = probs[np.arange(len(probs)), y_pred]
     wrong = np.nonzero(y_pred != y_true)[0]
     wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:top]
     return [{"index": int(i), "image_id": image_ids[i], "truth": codes[y_true[i]], "prediction": codes[y_pred[i]],
@@ -227,15 +228,16 @@ def find_near_identical(image_paths: list[Path], max_bits: int = NEAR_IDENTICAL_
 
 def write_report(out_dir: Path, probs: np.ndarray, y_true: np.ndarray, image_ids: list[str],
                  image_paths: list[Path] | None, labels, metrics: dict, title: str = "Evaluation",
-                 extra_md: str = "", probs_uncalibrated: np.ndarray | None = None) -> Path:
+                 extra_md: str = "", probs_uncalibrated: np.ndarray | None = None,
+                 decisions: np.ndarray | None = None) -> Path:
     """Write report.md, metrics.json and the figures into ``out_dir``; returns the report.md path. ``labels``: the
     model's ``LabelSet`` (codes, names, malignancy); ``metrics``: ``measure()``'s figures (its ``malignant_auc``
-    is the one shown)."""
+    is the one shown); ``decisions``: a decision-only prior correction's classes (else the most probable)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     probs = np.asarray(probs, dtype=np.float64)
     y_true = np.asarray(y_true, dtype=np.int64)
-    y_pred = probs.argmax(axis=1)
+    y_pred = probs.argmax(axis=1) if decisions is None else np.asarray(decisions, dtype=np.int64)
     codes = labels.codes
     per_class = metrics.get("per_class", {})
     if "confusion_matrix" in metrics:
@@ -259,7 +261,7 @@ def write_report(out_dir: Path, probs: np.ndarray, y_true: np.ndarray, image_ids
         calibration = {label: {"nll": round(negative_log_likelihood(p, y_true), 4),
                                "ece": round(expected_calibration_error(p, y_true), 4)} for label, p in curves.items()}
 
-    errors = confident_errors(probs, y_true, image_ids, codes)
+    errors = confident_errors(probs, y_true, image_ids, codes, decisions=decisions)
     pairs, unreadable = ([], []) if image_paths is None else find_near_identical(image_paths)
     error_set = set(np.nonzero(y_pred != y_true)[0].tolist())
 
