@@ -9,7 +9,7 @@ stopped (:func:`open_output`).
 
 The flat columns (:func:`row_columns`), the same with or without patient context, so that runs append to one file:
 
-- ``path``, ``label`` (the decision), [``decision_note``], ``top<i>_code`` and ``top<i>_probability`` for
+- ``path``, ``label`` (the decision), ``decision_note`` (below), ``top<i>_code`` and ``top<i>_probability`` for
   i = 1 .. top k, ``malignant_probability``, ``warning`` (the out-of-distribution warning), ``prediction_set``
   (the conformal set's codes, space separated),
   ``quality`` (the photo-quality findings' codes joined by ``;``; empty: none);

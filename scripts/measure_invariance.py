@@ -23,7 +23,14 @@ from PIL import Image
 from classifier.api import Classifier
 from classifier.data import load_split, read_metadata
 from classifier.errors import exit_status
-from classifier.evaluation.robustness import delivery_shifts, invariance_groups, shift, summary, symmetry_shifts
+from classifier.evaluation.robustness import (
+    delivery_shifts,
+    invariance_groups,
+    jpeg_summary,
+    shift,
+    summary,
+    symmetry_shifts,
+)
 from classifier.model_options import add_model_arguments, open_model
 
 
@@ -67,11 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     results = {"model": str(classifier.source.path), "runtime": classifier.runtime.name,
                "views": list(classifier.views(args.tta)), "split": args.split,
                "groups": measure(classifier, groups, args.tta)}
+    results["jpeg"] = jpeg_summary(results["groups"])
     for group, kinds in results["groups"].items():
         print(f"{group} ({len(groups[group])} pictures)")
         for kind, s in kinds.items():
             print(f"  {kind:28s} n={s['n']:4d} mean={s['mean']:.4f} p95={s['p95']:.4f} max={s['max']:.4f} "
                   f"top class changed {s['top_class_changed']}")
+    jpeg = results["jpeg"]
+    if jpeg["n"]:
+        print(f"JPEG deliveries (mean over groups of the p95): mean p95={jpeg['mean_p95']:.4f} max={jpeg['max']:.4f} "
+              f"top class changed {jpeg['top_class_changed']} of {jpeg['n']}")
     text = json.dumps(results, indent=2)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

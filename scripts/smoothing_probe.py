@@ -19,7 +19,7 @@ import numpy as np
 from classifier.api import Classifier
 from classifier.data import HAM_DIR, load_split
 from classifier.errors import exit_status
-from classifier.evaluation.robustness import JPEG_KINDS, invariance_groups
+from classifier.evaluation.robustness import invariance_groups, jpeg_summary
 from scripts.measure_invariance import measure
 from scripts.prior_sweep import sweep
 
@@ -49,9 +49,8 @@ def probe(folder: Path, data: Path, sigma: float, pictures: int = 30) -> dict:
     shifts = measure(classifier, groups, False)
     tau = classifier.config.calibration.prior_correction_tau or 0.0
     figures = sweep(classifier, data, (tau,))[0]
-    return {"sigma": sigma,
-            "jpeg_mean_p95": round(float(np.mean([shifts[g][k]["p95"] for g in shifts for k in JPEG_KINDS])), 4),
-            "jpeg_max": max(shifts[g][k]["max"] for g in shifts for k in JPEG_KINDS),
+    jpeg = jpeg_summary(shifts)
+    return {"sigma": sigma, "jpeg_mean_p95": jpeg["mean_p95"], "jpeg_max": jpeg["max"],
             "symmetry_max": max(shifts[g]["symmetries (7 per picture)"]["max"] for g in shifts),
             **{key: value for key, value in figures.items() if key not in ("model", "tau")}}
 

@@ -204,3 +204,13 @@ def test_exit_status_turns_classifier_errors_into_status_2(capsys):
 
     assert exit_status(failing) == 2 and capsys.readouterr().err == "error: no metadata here\n"
     assert exit_status(lambda argv: None) == 0 and exit_status(lambda argv: 1) == 1
+
+
+def test_jpeg_summary_averages_the_p95_of_the_jpeg_cells_only():
+    from classifier.evaluation.robustness import jpeg_summary
+
+    cell = {"n": 10, "p95": 0.1, "max": 0.2, "top_class_changed": 1}
+    groups = {"a": {"jpeg_q95": cell, "png": {"n": 10, "p95": 0.0, "max": 0.9, "top_class_changed": 5}},
+              "b": {"cmyk_jpeg": {**cell, "p95": 0.3, "max": 0.4}}}
+    assert jpeg_summary(groups) == {"n": 20, "mean_p95": 0.2, "max": 0.4, "top_class_changed": 2}
+    assert jpeg_summary({"a": {"png": cell}}) == {"n": 0}

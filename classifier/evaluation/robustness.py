@@ -109,6 +109,17 @@ def summary(shifts: list[float], changed: list[bool]) -> dict:
             "top_class_changed": int(np.sum(changed))}
 
 
+def jpeg_summary(groups: dict[str, dict[str, dict]]) -> dict:
+    """The JPEG figure the training rules judge by, from per-group :func:`summary` figures (``groups``: picture
+    group -> delivery kind -> summary): the mean over groups and ``JPEG_KINDS`` of the p95 shift, the largest
+    shift, and how many top classes changed."""
+    cells = [kinds[k] for kinds in groups.values() for k in JPEG_KINDS if kinds.get(k, {}).get("n")]
+    if not cells:
+        return {"n": 0}
+    return {"n": sum(c["n"] for c in cells), "mean_p95": round(float(np.mean([c["p95"] for c in cells])), 4),
+            "max": max(c["max"] for c in cells), "top_class_changed": sum(c["top_class_changed"] for c in cells)}
+
+
 def symmetry_shifts(classifier, image: Image.Image, **options) -> dict[str, tuple[float, bool]]:
     """Each symmetric copy's shift from the picture as it is."""
     reference = classifier.classify(image, **options)
