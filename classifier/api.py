@@ -202,7 +202,7 @@ class Classifier:
 
     def prepare(self, image) -> np.ndarray:
         """The shared preprocessing: any accepted input -> (size, size, 3) uint8."""
-        return load_and_prepare(image, self.size)
+        return load_and_prepare(image, self.size, self.config.shades_of_gray_power)
 
     def logits(self, prepared: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw logits (N, K) and class-activation maps (N, h, w, K) for a batch of prepared images."""

@@ -84,6 +84,11 @@ class ModelConfig:
     def codes(self) -> tuple[str, ...]:
         return self.labels.codes
 
+    @property
+    def shades_of_gray_power(self) -> int | None:
+        """The power of the shades-of-gray colour constancy the input gets after ``prepare`` (None: none)."""
+        return self.preprocessing.get("shades_of_gray_power")
+
     def file(self, role: str) -> Path | None:
         """Path of the file with ``role`` ('keras', 'tflite', 'split'), or None if the folder has none."""
         entry = self.files.get(role)
@@ -226,6 +231,9 @@ def _parse(raw: dict, folder: Path) -> ModelConfig:
     size = raw.get("input", {}).get("size")
     _require(isinstance(size, int) and 32 <= size <= 1024, folder,
              f"input.size must be an integer 32..1024, not {size!r}")
+    power = (raw.get("preprocessing") or {}).get("shades_of_gray_power")
+    _require(power is None or (isinstance(power, int) and not isinstance(power, bool) and 1 <= power <= 16), folder,
+             f"preprocessing.shades_of_gray_power must be an integer 1..16, not {power!r}")
     labels = _labels(raw, folder)
     known = set(SECTIONS) | {"format_version"}
     return ModelConfig(

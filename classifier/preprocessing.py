@@ -219,6 +219,20 @@ def draft_side(size: int) -> int:
     return 2 * size
 
 
-def load_and_prepare(source, size: int) -> np.ndarray:
-    """:func:`load_image` then :func:`prepare`: the one decode path of training, evaluation and serving."""
-    return prepare(load_image(source, draft_size=draft_side(size)), size)
+def shades_of_gray(pixels: np.ndarray, power: int = 6) -> np.ndarray:
+    """Shades-of-gray colour constancy (Finlayson and Trezzi, 2004): each channel scaled so that the picture's
+    illuminant, estimated per channel as the Minkowski ``power``-mean of its values, becomes grey (the channel
+    gains average 1, so brightness stays). The means come from each channel's histogram, so they do not depend on
+    the pixels' order: a turned or mirrored picture gets exactly the turned or mirrored result."""
+    values = np.arange(256, dtype=np.float64) ** power
+    counts = np.stack([np.bincount(pixels[..., c].ravel(), minlength=256) for c in range(3)])
+    illuminant = np.maximum((counts @ values / pixels[..., 0].size) ** (1 / power), 1.0)
+    gains = illuminant.mean() / illuminant
+    return np.clip(np.rint(pixels * gains), 0, 255).astype(np.uint8)
+
+
+def load_and_prepare(source, size: int, colour_constancy: int | None = None) -> np.ndarray:
+    """:func:`load_image` then :func:`prepare` (then :func:`shades_of_gray` of that power, where the model folder
+    asks for it): the one decode path of training, evaluation and serving."""
+    prepared = prepare(load_image(source, draft_size=draft_side(size)), size)
+    return shades_of_gray(prepared, colour_constancy) if colour_constancy else prepared

@@ -9,6 +9,7 @@ import pytest
 from classifier.api import Classifier
 from classifier.errors import ArgumentError
 from classifier.labels import DISCLAIMER
+from classifier.model_folder import ModelFolderError
 from classifier.preprocessing import ImageError
 from tests.conftest import lesion_like
 
@@ -155,3 +156,23 @@ def test_views_of_several_images_is_their_views_one_image_after_another():
     assert batch.shape == (16, 32, 32, 3) and batch.flags.c_contiguous
     np.testing.assert_array_equal(batch, np.concatenate([views_of(first, views), views_of(second, views)]))
     np.testing.assert_array_equal(views_of(first, ("rot90",))[0], np.rot90(first))
+
+
+def test_a_model_folder_with_shades_of_gray_gets_it_on_every_input(tiny_litert_dir, tmp_path):
+    from classifier.preprocessing import shades_of_gray
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_litert_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["preprocessing"]["shades_of_gray_power"] = 6
+    (folder / "config.json").write_text(json.dumps(config))
+    image = np.clip(lesion_like(64, seed=2) * [1.3, 1.0, 0.7], 0, 255).astype(np.uint8)
+    plain, corrected = Classifier(tiny_litert_dir), Classifier(folder)
+    assert np.array_equal(corrected.prepare(image), shades_of_gray(plain.prepare(image), 6))
+    turned = corrected.classify(np.rot90(image)).probabilities
+    upright = corrected.classify(image).probabilities
+    assert [p.probability for p in turned] == pytest.approx([p.probability for p in upright], abs=1e-6)
+    config["preprocessing"]["shades_of_gray_power"] = "six"
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelFolderError, match="shades_of_gray_power"):
+        Classifier(folder)

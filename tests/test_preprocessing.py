@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from classifier.preprocessing import ImageError, draft_side, load_and_prepare, load_image, prepare
+from classifier.preprocessing import ImageError, draft_side, load_and_prepare, load_image, prepare, shades_of_gray
 from tests.conftest import lesion_like
 
 
@@ -61,3 +61,28 @@ def test_bad_input_gets_a_clear_message(source, message):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(ImageError, match="no such file"):
         load_image(tmp_path / "nope.jpg")
+
+
+def test_shades_of_gray_makes_a_tinted_picture_grey_and_keeps_brightness():
+    rng = np.random.default_rng(0)
+    grey = rng.integers(40, 200, (64, 64, 1)).repeat(3, axis=2).astype(np.uint8)
+    tinted = np.clip(grey * np.array([1.25, 1.0, 0.8]), 0, 255).astype(np.uint8)
+    corrected = shades_of_gray(tinted, 6).astype(np.float64)
+    illuminant = (corrected ** 6).mean(axis=(0, 1)) ** (1 / 6)
+    assert illuminant.max() / illuminant.min() < 1.02  # the tint is gone
+    assert abs(corrected.mean() - tinted.mean()) < 0.05 * tinted.mean()  # the gains average 1
+    assert np.array_equal(shades_of_gray(grey, 6), grey)  # a grey picture stays as it is
+
+
+@pytest.mark.parametrize("op", [np.rot90, np.fliplr, np.transpose])
+def test_shades_of_gray_turns_with_the_picture_exactly(op):
+    pixels = lesion_like(96, seed=3)
+    turn = (lambda a: a.transpose(1, 0, 2)) if op is np.transpose else op
+    assert np.array_equal(shades_of_gray(turn(pixels)), turn(shades_of_gray(pixels)))
+
+
+def test_load_and_prepare_applies_shades_of_gray_only_when_asked(tmp_path):
+    image = Image.fromarray(np.clip(lesion_like(80, seed=1) * [1.2, 1.0, 0.7], 0, 255).astype(np.uint8))
+    plain, corrected = load_and_prepare(image, 64), load_and_prepare(image, 64, colour_constancy=6)
+    assert np.array_equal(corrected, shades_of_gray(plain, 6))
+    assert not np.array_equal(plain, corrected)

@@ -30,6 +30,7 @@ def base_config(settings: dict, dropout: float = 0.3) -> dict:
     """The JSON document of a new model folder's config (``write_model_files`` adds its files and writes it)."""
     backbone = {"lite1": "EfficientNet-Lite1", "b1": "EfficientNetB1",
                 "tiny": "tiny (three Conv2D layers; a test fixture)"}[settings["backbone"]]
+    power = settings.get("shades_of_gray_power")
     return {
         "format_version": FORMAT_VERSION,
         "task": "image-classification",
@@ -45,8 +46,10 @@ def base_config(settings: dict, dropout: float = 0.3) -> dict:
         "preprocessing": {
             "function": "classifier.preprocessing.prepare",
             "steps": ["EXIF orientation applied", "RGB (alpha flattened onto black)", "largest centred square",
-                      f"bicubic resize to {settings['size']}x{settings['size']}"],
+                      f"bicubic resize to {settings['size']}x{settings['size']}"]
+            + ([f"shades-of-gray colour constancy (power {power})"] if power else []),
             "normalization": "inside the model" + (": (x - 127) / 128" if settings["backbone"] != "b1" else ""),
+            **({"shades_of_gray_power": power} if power else {}),
         },
         "labels": [{"code": c.code, "name": c.name, "malignant": c.malignant} for c in CLASSES],
         "calibration": {"temperature": 1.0, "fitted_on": None},
@@ -110,11 +113,12 @@ def int8_tflite(serving_model, images: np.ndarray, tmp: Path) -> bytes:
 
 
 def calibration_images(records: list[Record], paths: dict[str, Path], split: dict[str, str], size: int,
-                       count: int = 300, seed: int = 0) -> np.ndarray:
-    """``count`` training-split images (a seeded random choice), prepared at ``size``: the int8 ranges' sample."""
+                       count: int = 300, seed: int = 0, power: int | None = None) -> np.ndarray:
+    """``count`` training-split images (a seeded random choice), prepared at ``size`` (with the shades-of-gray
+    step of ``power``, where the model has one): the int8 ranges' sample."""
     train = sorted(r.image_id for r in in_split(records, split, "train") if r.image_id in paths)
     chosen = np.random.default_rng(seed).choice(len(train), min(count, len(train)), replace=False)
-    return np.stack([load_and_prepare(paths[train[i]], size) for i in sorted(chosen)])
+    return np.stack([load_and_prepare(paths[train[i]], size, power) for i in sorted(chosen)])
 
 
 def fit_uncertainty(config: ModelConfig, val_probs: np.ndarray, y_val: np.ndarray, train_features: np.ndarray,
@@ -325,8 +329,8 @@ def export_from_training(work: Path, out: Path, records: list[Record], paths: di
         chosen = {"weights": f"best epoch on validation ({state['best_epoch']})"}
     settings = {**settings, "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], **chosen,
                 "history": [json.loads(line) for line in (work / "history.jsonl").read_text().splitlines()]}
-    images = (calibration_images(records, paths, load_split(work / "split.json"), settings["size"]) if quantize
-              else None)
+    images = (calibration_images(records, paths, load_split(work / "split.json"), settings["size"],
+                                 power=settings.get("shades_of_gray_power")) if quantize else None)
     write_model_files(model, Path(out), base_config(settings), work / "split.json", images)
     keras.backend.clear_session()
     calibrate_and_measure(Path(out), records, paths, prior_correction)
@@ -341,14 +345,17 @@ def export_keras_folder(source: Path, out: Path, records: list[Record], paths: d
 
     config = read_config(source)
     model = keras.models.load_model(config.file("keras"), safe_mode=True, compile=False)
-    document = base_config(config.to_dict()["training"])
+    # the shades-of-gray step is the folder's (a head retrained on its features), kept with the weights
+    power = {"shades_of_gray_power": config.shades_of_gray_power} if config.shades_of_gray_power else {}
+    document = base_config({**config.to_dict()["training"], **power})
     split = config.file("split")
     if split is not None and Path(out).resolve() != Path(source).resolve():
         Path(out).mkdir(parents=True, exist_ok=True)
         shutil.copy(split, Path(out) / "split.json")
     if quantize and split is None:
         raise FileNotFoundError(f"{source}: no split.json, so no training images to quantize with; export with --float")
-    images = calibration_images(records, paths, load_split(split), config.input.size) if quantize else None
+    images = (calibration_images(records, paths, load_split(split), config.input.size,
+                                 power=config.shades_of_gray_power) if quantize else None)
     write_model_files(model, Path(out), document, Path(out) / "split.json" if split is not None else None, images)
     keras.backend.clear_session()
     calibrate_and_measure(Path(out), records, paths, prior_correction)
