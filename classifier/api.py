@@ -339,7 +339,8 @@ class Classifier:
         distance = None if np.isnan(flags["distance"][0]) else round(float(flags["distance"][0]), 4)
         conformal_set = None
         if conformal_threshold is not None:
-            conformal_set = [codes[i] for i in prediction_sets(probs[None], conformal_threshold)[0]]
+            decided = None if decision is None else [codes.index(decision)]
+            conformal_set = [codes[i] for i in prediction_sets(probs[None], conformal_threshold, decided)[0]]
         k = self.config.similar_cases.k if self.config.similar_cases else None  # the model's
         k = k if similar is None else similar_count(similar)
         cases = []

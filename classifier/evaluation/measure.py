@@ -93,7 +93,7 @@ def measure(config, view_logits: np.ndarray, labels, features: np.ndarray | None
         from classifier.uncertainty import set_metrics
 
         metrics["conformal"] = {"nominal_coverage": config.conformal.coverage,
-                                **set_metrics(probs, y, config.conformal.threshold)}
+                                **set_metrics(probs, y, config.conformal.threshold, decisions)}
     return metrics
 
 

@@ -183,7 +183,7 @@ def prior_correction_forms(val_views, y_val, test_views, y_test, train_counts, c
         figures = classification_metrics(probs, y_test, codes, predicted=decisions)
         decided = probs.argmax(axis=1) if decisions is None else decisions
         figures["top_probability_is_decision"] = round(float(np.mean(probs.argmax(axis=1) == decided)), 4)
-        sets = set_metrics(probs, y_test, threshold)
+        sets = set_metrics(probs, y_test, threshold, decisions)
         forms["tau"] = calibration.prior_correction_tau  # the same rule, so the same tau, in both forms
         forms[form] = {"temperature": calibration.temperature,
                        **{k: figures[k] for k in FIGURES_OF_A_FORM if k in figures},
