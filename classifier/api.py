@@ -17,7 +17,7 @@ from PIL import Image
 
 from classifier.context import ContextError, PatientContext, load_context_head, parse_context
 from classifier.errors import ArgumentError
-from classifier.explain import cam_heatmap, decided_classes, image_check_reasons, overlay, softmax
+from classifier.explain import cam_heatmap, image_check_reasons, overlay, served, softmax
 from classifier.labels import DISCLAIMER
 from classifier.model_folder import ModelConfig, read_config
 from classifier.ood import flag_reasons, load_feature_statistics, ood_flags
@@ -321,17 +321,15 @@ class Classifier:
         if heatmap_class is not None and heatmap_class not in codes:
             raise ArgumentError(f"unknown class {heatmap_class!r}; choose one of {', '.join(codes)}")
         features = None if view_features is None else view_features.mean(axis=0)  # the views' mean
-        probs = self.probabilities(logits).mean(axis=0)
+        probs, decided = served(self.config.calibration, logits)
         image_only, conformal_threshold = None, self.config.conformal.threshold
         if context is not None:
             image_only = {code: round(float(probs[i]), 6) for i, code in enumerate(codes)}
             probs = self.context_head.probabilities(view_features, context)
             conformal_threshold = self.context_head.conformal_threshold
         order = np.argsort(-probs, kind="stable")
-        decision = None  # with context, the context head's own answer decides
-        if self.separate_decision and context is None:
-            calibration = self.config.calibration
-            decision = codes[int(decided_classes(logits, calibration.temperature, calibration.decision_bias))]
+        # with context, the context head's own answer decides
+        decision = None if decided is None or context is not None else codes[int(decided)]
         ranked = [ClassProbability(codes[i], self.labels[i].name, round(float(probs[i]), 6), self.labels[i].malignant)
                   for i in order]
         flags = ood_flags(self.config, logits[None], None if features is None else features[None],

@@ -32,6 +32,16 @@ def decided_classes(view_logits: np.ndarray, temperature: float, decision_bias) 
     return softmax(view_logits, temperature, decision_bias).mean(axis=-2).argmax(axis=-1)
 
 
+def served(calibration, view_logits: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """What the model serves for per-view logits, with its ``calibration`` section: the views' mean calibrated
+    probabilities, and the decisions of a decision-only prior correction, or None when the decision is the most
+    probable class. ``view_logits`` (V, K) for one image: (K,) and an int; (N, V, K): (N, K) and (N,)."""
+    probs = softmax(view_logits, calibration.temperature, calibration.class_bias).mean(axis=-2)
+    if calibration.decision_bias is None:
+        return probs, None
+    return probs, decided_classes(view_logits, calibration.temperature, calibration.decision_bias)
+
+
 def colourfulness(image: np.ndarray) -> float:
     """Hasler & Suesstrunk's colourfulness of an RGB uint8 image (0 for grey)."""
     rgb = image.astype(np.float64)

@@ -27,9 +27,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from classifier.evaluation.fitting import mean_probabilities
 from classifier.evaluation.metrics import classification_metrics, malignant_auc
-from classifier.explain import decided_classes
+from classifier.explain import served
 from classifier.model_folder import ModelFolderError
 from classifier.ood import ood_flags
 
@@ -95,16 +94,6 @@ def measure(config, view_logits: np.ndarray, labels, features: np.ndarray | None
         metrics["conformal"] = {"nominal_coverage": config.conformal.coverage,
                                 **set_metrics(probs, y, config.conformal.threshold, decisions)}
     return metrics
-
-
-def served(calibration, view_logits: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """What the model serves for per-view logits (N, V, K), with its ``calibration`` section: the probabilities
-    (N, K), and the decisions (N,) of a decision-only prior correction, or None when the decision is the most
-    probable class."""
-    probs = mean_probabilities(view_logits, calibration.temperature, calibration.class_bias)
-    if calibration.decision_bias is None:
-        return probs, None
-    return probs, decided_classes(view_logits, calibration.temperature, calibration.decision_bias)
 
 
 def predict_for_measure(classifier, paths, tta: bool = False) -> tuple[np.ndarray, np.ndarray | None]:

@@ -164,8 +164,7 @@ def compare(folder: Path, cache: Path, split: str = "val", seeds=SEEDS) -> list[
     """Image only (as served) against the context heads of single seeds (full context, withheld) and their mean
     (the served head: full context, each field alone, none), on ``split``; calibration always fitted on
     validation."""
-    from classifier.evaluation.measure import served
-    from classifier.explain import softmax
+    from classifier.explain import served, softmax
     from classifier.training.feature_cache import load_cache_split
 
     config = read_config(folder)

@@ -171,8 +171,8 @@ def prior_correction_forms(val_views, y_val, test_views, y_test, train_counts, c
     """Both forms of the prior correction, each fitted on validation (``fit_calibration`` and its conformal
     threshold) and measured on the test split: the figures of ``FIGURES_OF_A_FORM`` and the conformal sets'
     coverage and mean size (the "before and after" of serving the correction on the decision only)."""
-    from classifier.evaluation.measure import served
     from classifier.evaluation.metrics import classification_metrics
+    from classifier.explain import served
     from classifier.uncertainty import fit_conformal_threshold, set_metrics
 
     forms = {"served": served_form}

@@ -100,8 +100,8 @@ def measure_vote(index: SimilarIndex, test: dict, train_counts: np.ndarray, fold
                  ks=(8, 16, 32)) -> list[dict]:
     """Balanced accuracy and malignant AUC of the k-nearest vote (divided by the training class prior) on the
     test split, beside the served softmax's (the cached logits with the folder's calibration)."""
-    from classifier.evaluation.measure import served
     from classifier.evaluation.metrics import classification_metrics, malignant_auc
+    from classifier.explain import served
 
     config = read_config(folder)
     codes = config.codes
