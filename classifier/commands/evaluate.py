@@ -68,7 +68,8 @@ def run(args):
 
     from classifier.documents.report import write_report
     from classifier.evaluation.fitting import mean_probabilities
-    from classifier.evaluation.measure import measure, predict_for_measure, served
+    from classifier.evaluation.measure import measure, predict_for_measure
+    from classifier.explain import served
 
     classifier = open_model(args)
     try:

@@ -202,8 +202,9 @@ def calibrate_and_measure(out: Path, records: list[Record], paths: dict[str, Pat
     from classifier.api import Classifier
     from classifier.documents.card import write_model_card
     from classifier.evaluation.fitting import fit_temperature, mean_probabilities
-    from classifier.evaluation.measure import measure, predict_for_measure, predict_logits, served
+    from classifier.evaluation.measure import measure, predict_for_measure, predict_logits
     from classifier.evaluation.metrics import classification_metrics
+    from classifier.explain import served
     from classifier.ood import energy_threshold
 
     config = read_config(out)
