@@ -137,7 +137,9 @@ def train_command(training: Mapping) -> str:
         parts.append("--init-from " + " ".join(training["init_from"]))
     for key, flag, default in (("augment", "--augment", "reference"), ("optimizer", "--optimizer", "adam"),
                                ("label_smoothing", "--label-smoothing", 0.0),
-                               ("class_weight_power", "--class-weight-power", 0.5)):
+                               ("class_weight_power", "--class-weight-power", 0.5),
+                               ("jpeg_share", "--jpeg-augment", 0.0), ("jpeg_consistency", "--jpeg-consistency", 0.0),
+                               ("shades_of_gray_power", "--shades-of-gray", None)):
         if training.get(key, default) != default:
             parts.append(f"{flag} {training[key]}")
     if str(training.get("weights", "")).startswith("mean of epochs"):

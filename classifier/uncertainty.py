@@ -37,9 +37,8 @@ def prediction_sets(probs: np.ndarray, threshold: float, decisions=None) -> list
     for n, row in enumerate(rows):
         order = np.argsort(-row, kind="stable")
         decided = None if decisions is None else int(np.asarray(decisions).reshape(-1)[n])
-        # float tolerance at equality
-        inside = [int(i) for i in order if 1.0 - row[i] <= threshold + 1e-9 or int(i) == decided]
-        sets.append(inside or [int(order[0])])
+        inside = {int(i) for i in order if 1.0 - row[i] <= threshold + 1e-9} or {int(order[0])}  # float tolerance
+        sets.append([int(i) for i in order if int(i) in inside or int(i) == decided])
     return sets
 
 

@@ -22,3 +22,8 @@ def test_a_run_from_imagenet_names_no_starting_weights():
     fresh = {**CONTINUED, "init_from": [], "schedule": "cosine", "weights": None, "best_epoch": 4}
     assert "--init-from" not in train_command(fresh) and "started from" not in training_recipe(fresh)
     assert "cosine decay" in training_recipe(fresh)
+
+
+def test_the_training_command_names_the_compression_and_colour_settings():
+    command = train_command({**CONTINUED, "jpeg_consistency": 12.0, "jpeg_share": 0.0, "shades_of_gray_power": 6})
+    assert "--jpeg-consistency 12.0" in command and "--shades-of-gray 6" in command and "--jpeg-augment" not in command

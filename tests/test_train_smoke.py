@@ -215,6 +215,42 @@ def test_pair_batches_hold_each_picture_then_its_jpeg_with_the_same_labels_and_w
     assert sorted(seen) == list(range(10))
 
 
+def test_batches_with_shades_of_gray_correct_every_picture_after_augmentation_and_its_jpeg_too():
+    from classifier.preprocessing import shades_of_gray
+    from classifier.training.fit import training_batches
+
+    x = np.stack([np.clip(lesion_like(32, seed=i) * [1.3, 1.0, 0.7], 0, 255).astype(np.uint8) for i in range(4)])
+    darker = lambda images: images * 0.9  # noqa: E731  (an augmentation that changes the colours' balance: none)
+    for pairs in (False, True):
+        batches = training_batches(x, np.arange(4) % 3, 3, batch_size=4, side=32, augment=darker,
+                                   sample_weights=np.ones(4), seed=0, pairs=pairs, shades_of_gray=6)
+        images = batches[0][0]
+        assert images.dtype == np.float32 and images.shape[1:] == (32, 32, 3)
+        for picture in images.astype(np.uint8):
+            np.testing.assert_array_equal(picture, shades_of_gray(picture, 6))  # already corrected: a fixed point
+        assert abs(np.log(images[..., 0].mean() / images[..., 2].mean())) < 0.2  # the tint (R 1.3, B 0.7) is gone
+
+
+def test_a_shades_of_gray_run_exports_a_folder_that_serves_the_step(tmp_path):
+    from classifier.api import Classifier
+    from classifier.model_folder import read_config
+    from classifier.preprocessing import prepare, shades_of_gray
+    from classifier.training.export_model import export_run
+    from classifier.training.fit import train
+
+    data, work = tmp_path / "data", tmp_path / "run"
+    make_dataset(data)
+    train(data, epochs=1, work_dir=work, shades_of_gray=6, **TINY)
+    assert json.loads((work / "state.json").read_text())["settings"]["shades_of_gray_power"] == 6
+    config = read_config(export_run(work, data, tmp_path / "model"))
+    assert config.shades_of_gray_power == 6
+    assert "shades-of-gray colour constancy (power 6)" in config.preprocessing["steps"]
+    card = (config.folder / "README.md").read_text()
+    assert "shades-of-gray colour constancy of power 6" in card and "--shades-of-gray 6" in card
+    image = np.clip(lesion_like(80, seed=4) * [1.3, 1.0, 0.7], 0, 255).astype(np.uint8)
+    assert np.array_equal(Classifier(config.folder).prepare(image), shades_of_gray(prepare(Image.fromarray(image), 32)))
+
+
 def test_pair_consistency_loss_adds_the_pairs_divergence_and_nothing_for_equal_pairs():
     import keras
 

@@ -27,7 +27,7 @@ def test_prediction_set_holds_the_classes_within_the_threshold_and_never_is_empt
 def test_a_decision_moved_by_the_prior_correction_is_always_in_the_set():
     probs = np.array([[0.1, 0.6, 0.3], [0.05, 0.9, 0.05]])
     assert prediction_sets(probs, 0.75, decisions=[0, 1]) == [[1, 2, 0], [1]]  # class 0 added in its place
-    assert prediction_sets(probs, 0.0, decisions=[2, 1]) == [[2], [1]]  # the set is at least the decision
+    assert prediction_sets(probs, 0.0, decisions=[2, 1]) == [[1, 2], [1]]  # at least the top class and the decision
     labels = np.array([0, 1])
     before, after = set_metrics(probs, labels, 0.75), set_metrics(probs, labels, 0.75, decisions=[0, 1])
     assert (before["coverage"], after["coverage"]) == (0.5, 1.0)  # a larger set only covers more

@@ -36,6 +36,9 @@ def add_arguments(p):
     p.add_argument("--jpeg-consistency", type=float, default=0.0, metavar="WEIGHT",
                    help="train on pairs (each augmented picture and its JPEG re-encoding, half a batch each) with "
                    "this weight on the Jensen-Shannon divergence of their probabilities (0: off; AugMix used 12)")
+    p.add_argument("--shades-of-gray", type=int, default=None, metavar="POWER",
+                   help="shades-of-gray colour constancy of this Minkowski power (6 in the ISIC challenge winners) on "
+                   "every training and validation picture; the exported model folder serves it too")
 
 
 def run(args):
@@ -45,6 +48,8 @@ def run(args):
 
     if not 0.0 <= args.jpeg_augment <= 1.0:
         raise ArgumentError(f"--jpeg-augment is a share of each batch, between 0 and 1 (got {args.jpeg_augment:g})")
+    if args.shades_of_gray is not None and not 1 <= args.shades_of_gray <= 16:
+        raise ArgumentError(f"--shades-of-gray is a power, 1 to 16 (got {args.shades_of_gray})")
     if args.jpeg_consistency < 0:
         raise ArgumentError(f"--jpeg-consistency is a weight, 0 or more (got {args.jpeg_consistency:g})")
 
@@ -55,7 +60,7 @@ def run(args):
                      optimizer=args.optimizer, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
                      class_weight_power=args.class_weight_power, small_size=args.small_size,
                      small_epochs=args.small_epochs, init_from=args.init_from, jpeg_share=args.jpeg_augment,
-                     jpeg_consistency=args.jpeg_consistency)
+                     jpeg_consistency=args.jpeg_consistency, shades_of_gray=args.shades_of_gray)
     except RuntimeError as exc:  # backbone weights unavailable (a ClassifierError goes to cli.main)
         raise ClassifierError(str(exc)) from exc
     try:

@@ -77,7 +77,13 @@ def _introduction(config: ModelConfig) -> list[str]:
             f"{arch.backbone} ({arch.pretrained or 'ImageNet'} initialisation) with {arch.head}, fine-tuned on "
             f"HAM10000 to tell apart {in_words(len(config.labels))} kinds of pigmented skin lesion in dermatoscopic "
             f"images. Input: {size}x{size} RGB, the largest centred square of the image "
-            "(`classifier.preprocessing.prepare`).", "", serving_text(config), ""]
+            "(`classifier.preprocessing.prepare`)" + _colour_constancy(config) + ".", "", serving_text(config), ""]
+
+
+def _colour_constancy(config: ModelConfig) -> str:
+    power = config.shades_of_gray_power
+    return (f", then shades-of-gray colour constancy of power {power} (`classifier.preprocessing.shades_of_gray`), "
+            "in training and serving alike" if power else "")
 
 
 def _classes(config: ModelConfig) -> list[str]:

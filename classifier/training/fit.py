@@ -22,6 +22,7 @@ from classifier.errors import ArgumentError
 from classifier.evaluation.metrics import classification_metrics
 from classifier.labels import CODES
 from classifier.preprocessing import load_and_prepare
+from classifier.preprocessing import shades_of_gray as shades_of_gray_step
 from classifier.training.class_balance import class_weights
 
 
@@ -33,10 +34,10 @@ def log_line(work: Path, message: str) -> None:
         f.write(line + "\n")
 
 
-def load_arrays(paths: list[Path], size: int) -> np.ndarray:
+def load_arrays(paths: list[Path], size: int, shades_of_gray: int | None = None) -> np.ndarray:
     """Decode and prepare images in parallel with the shared preprocessing function."""
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        return np.stack(list(pool.map(lambda p: load_and_prepare(p, size), paths)))
+        return np.stack(list(pool.map(lambda p: load_and_prepare(p, size, shades_of_gray), paths)))
 
 
 def augmentation(seed: int = 0):
@@ -138,14 +139,22 @@ def pair_consistency_loss(label_smoothing: float, weight: float):
 
 
 def training_batches(x: np.ndarray, y: np.ndarray, num_classes: int, batch_size: int, side: int, augment,
-                     sample_weights: np.ndarray, seed: int = 0, jpeg_share: float = 0.0, pairs: bool = False):
+                     sample_weights: np.ndarray, seed: int = 0, jpeg_share: float = 0.0, pairs: bool = False,
+                     shades_of_gray: int | None = None):
     """Shuffled, resized, augmented training batches (images, one-hot labels, sample weights) as a
     ``keras.utils.PyDataset``: numpy in, keras.ops inside, so the loop runs on any Keras backend (TensorFlow
     here; JAX on a GPU machine without TensorFlow). With ``pairs``, a batch is ``batch_size // 2`` augmented
-    pictures followed by the same pictures re-encoded as JPEG (quality 70-95), for ``pair_consistency_loss``."""
+    pictures followed by the same pictures re-encoded as JPEG (quality 70-95), for ``pair_consistency_loss``.
+    With ``shades_of_gray`` (a power), every picture gets that colour constancy last, after augmentation and
+    re-encoding, as serving applies it after decoding: ``x`` holds the uncorrected prepared pictures."""
     import keras
 
     ops = keras.ops
+
+    def corrected(pictures: np.ndarray) -> np.ndarray:
+        if shades_of_gray:
+            pictures = np.stack([shades_of_gray_step(picture, shades_of_gray) for picture in pictures])
+        return pictures.astype("float32")
 
     class Batches(keras.utils.PyDataset):
         def __init__(self):
@@ -169,8 +178,10 @@ def training_batches(x: np.ndarray, y: np.ndarray, num_classes: int, batch_size:
             if pairs:
                 pictures = np.round(ops.convert_to_numpy(images)).astype(np.uint8)
                 encoded = recompressed(pictures, self.rng, 1.0, (70, 95))
-                return (np.concatenate([pictures, encoded]).astype("float32"),
+                return (corrected(np.concatenate([pictures, encoded])),
                         np.concatenate([self.onehot[chosen]] * 2), np.concatenate([weights, weights]))
+            if shades_of_gray:
+                return corrected(np.round(ops.convert_to_numpy(images)).astype(np.uint8)), self.onehot[chosen], weights
             return ops.convert_to_numpy(images), self.onehot[chosen], weights
 
         def on_epoch_end(self):
@@ -202,6 +213,7 @@ def train(
     init_from: list[Path] | None = None,
     jpeg_share: float = 0.0,
     jpeg_consistency: float = 0.0,
+    shades_of_gray: int | None = None,
 ) -> Path:
     """Train (or resume) the run in ``work_dir`` (checkpoints, logs, split) and return ``work_dir``; the export
     (:func:`classifier.training.export_model.export_run`) turns it into a model folder, as the ``train`` command
@@ -234,7 +246,7 @@ def train(
                     label_smoothing=label_smoothing, class_weight_power=class_weight_power,
                     small_size=small_size, small_epochs=small_epochs if small_size else 0,
                     init_from=[str(p) for p in init_from or []], jpeg_share=jpeg_share,
-                    jpeg_consistency=jpeg_consistency)
+                    jpeg_consistency=jpeg_consistency, shades_of_gray_power=shades_of_gray)
     if resume and state_path.exists():
         state = json.loads(state_path.read_text())
         settings = {**state["settings"], "epochs": epochs}
@@ -242,6 +254,7 @@ def train(
         augment, small_size = settings.get("augment", "reference"), settings.get("small_size")
         small_epochs, class_weight_power = settings.get("small_epochs", 0), settings.get("class_weight_power", 0.5)
         jpeg_share, jpeg_consistency = settings.get("jpeg_share", 0.0), settings.get("jpeg_consistency", 0.0)
+        shades_of_gray = settings.get("shades_of_gray_power")
     else:
         state = {"epoch": 0, "best_score": -1.0, "best_epoch": 0, "best_val_loss": math.inf, "lr_wait": 0,
                  "stopped": False, "settings": settings}
@@ -257,7 +270,7 @@ def train(
     log_line(work, f"loading {len(ids['train'])} train and {len(ids['val'])} validation images at {size}px")
     x_train = load_arrays([paths[i] for i in ids["train"]], size)
     y_train = np.array([label_of[i] for i in ids["train"]])
-    x_val = load_arrays([paths[i] for i in ids["val"]], size)
+    x_val = load_arrays([paths[i] for i in ids["val"]], size, shades_of_gray)  # validated as served
     y_val = np.array([label_of[i] for i in ids["val"]])
     k = len(CODES)
 
@@ -298,7 +311,8 @@ def train(
             if state["epoch"] < phase_end and not state["stopped"]:
                 log_line(work, f"epochs {state['epoch'] + 1}-{phase_end} at {side}px")
                 batches = training_batches(x_train, y_train, k, batch_size, side, augment_batch, sample_weights,
-                                           seed=state["epoch"], jpeg_share=jpeg_share, pairs=jpeg_consistency > 0)
+                                           seed=state["epoch"], jpeg_share=jpeg_share, pairs=jpeg_consistency > 0,
+                                           shades_of_gray=shades_of_gray)
                 model.fit(batches, epochs=phase_end, initial_epoch=state["epoch"], verbose=0,
                           callbacks=[checkpoint])
 
