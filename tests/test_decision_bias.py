@@ -90,6 +90,26 @@ def test_the_label_is_the_decision_and_the_probabilities_stay_without_the_correc
     assert (result["label"], result["most_probable"], result["notice"]) == (FORCED, "bkl", DISCLAIMER)
 
 
+def test_the_set_shown_beside_a_moved_decision_holds_it(forced_dir, tmp_path, lesion):
+    narrow = json.loads((forced_dir / "config.json").read_text())
+    narrow["conformal"] = {"coverage": 0.9, "threshold": 0.05}  # only classes above p = 0.95: the top class alone
+    folder = shutil.copytree(forced_dir, tmp_path / "narrow")
+    (folder / "config.json").write_text(json.dumps(narrow))
+    result = Classifier(folder).classify(lesion)
+    assert result.label == FORCED and result.prediction_set == ["bkl", FORCED]  # most probable first, then the answer
+
+
+def test_on_the_bundled_model_every_served_decision_is_in_its_set(bundled_model_dir, ham_dir):
+    from classifier.data import load_split
+    from classifier.evaluation.robustness import split_pictures
+
+    classifier = Classifier(bundled_model_dir)
+    paths = split_pictures(ham_dir, load_split(classifier.config.file("split")), "images_200x150", 200)
+    predictions = classifier.classify_each(paths)
+    assert all(p.label in p.prediction_set for p in predictions)
+    assert any(p.label != p.most_probable for p in predictions)  # the case that matters is among them
+
+
 def test_a_decision_that_is_the_most_probable_class_has_no_note(forced_dir, tmp_path, lesion):
     agreeing = Classifier(with_calibration(forced_dir, tmp_path / "m", decision_bias=[0.0] * 7))
     result = agreeing.classify(lesion).to_dict()

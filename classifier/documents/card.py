@@ -214,8 +214,10 @@ def _conformal(config: ModelConfig) -> list[str]:
     return ["", "### Conformal prediction sets", "",
             f"Every prediction comes with a set of classes that holds the true diagnosis with "
             f"{conformal.coverage:.0%} coverage on images like the validation ones ({conformal.method}, "
-            f"threshold {conformal.threshold} fitted on the {conformal.fitted_on}).", "",
-            "| test split | coverage | mean set size | single-class sets |", "| --- | --- | --- | --- |",
+            f"threshold {conformal.threshold} fitted on the {conformal.fitted_on})."
+            + (" A decision that the prior correction moved to a class outside the set is added to it, so the answer "
+               "shown is always in the set shown beside it." if config.calibration.decision_bias is not None else ""),
+            "", "| test split | coverage | mean set size | single-class sets |", "| --- | --- | --- | --- |",
             f"| nominal {conformal.coverage:.0%} | {_fmt(measured['coverage'])} | "
             f"{_fmt(measured['mean_set_size'])} | {_fmt(measured['singleton_rate'])} |"]
 
