@@ -137,6 +137,25 @@ def test_ray_engine_gives_the_local_engines_records_with_patient_context(bundled
             assert all(r["context"] == {"age": 62.5, "sex": "female", "site": "lower extremity"} for r in local)
 
 
+def test_ray_engine_gives_every_orientation_of_an_example_the_same_answer(bundled_model_dir, local_ray, capsys,
+                                                                        tmp_path):
+    """Issue 16 on the Ray surface: the bundled model, an example and its seven turned or mirrored copies."""
+    from classifier.evaluation.robustness import symmetric_copies
+
+    with Image.open(ROOT / "examples" / "ISIC_0024336.jpg") as opened:
+        picture = opened.convert("RGB")
+    picture.save(tmp_path / "upright.png")
+    for name, copy in symmetric_copies(picture).items():
+        copy.save(tmp_path / f"{name}.png")
+    status, out, err = predict(capsys, tmp_path, "--engine", "ray", "--model", bundled_model_dir)
+    rows = json_lines(out)
+    assert status == 0 and len(rows) == 8, err
+    assert len({r["label"] for r in rows}) == 1
+    for row in rows:
+        for code, probability in rows[0]["probabilities"].items():
+            assert row["probabilities"][code] == pytest.approx(probability, abs=1e-3)
+
+
 def test_paths_that_are_no_files_get_the_same_error_rows_from_both_engines(archive, tiny_litert_dir, local_ray,
                                                                            capsys, tmp_path):
     """A missing path, or a pipe, is an error row in its place and the other images are classified, exit 1; a
