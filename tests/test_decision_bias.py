@@ -252,3 +252,20 @@ def test_evaluate_scores_the_decisions_with_the_same_keys(forced_dir, plain, tmp
     assert printed["per_class"][FORCED]["recall"] == 1.0 and printed["accuracy"] == round(2 / 14, 4)
     assert printed["top_probability_is_decision"] == 0.0  # the same image 14 times: df chosen, bkl most probable
     assert "prior correction on the decision only" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_operating_points_rescores_the_decisions_and_a_melanoma_bias_raises_its_recall(forced_dir, tmp_path, capsys):
+    from scripts.operating_points import main as operating_points
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 7, 400)
+    logits = rng.normal(0, 1.5, (400, 8, 7)) + 1.0 * np.eye(7)[labels][:, None]  # informative, noisy
+    np.savez(tmp_path / "cache.npz", val_logits=logits, val_label=labels, test_logits=logits, test_label=labels)
+    folder = with_calibration(forced_dir, tmp_path / "m", decision_bias=[0.1] * 7, prior_correction_tau=0.2)
+    assert operating_points(["--features", str(tmp_path / "cache.npz"), "--model", str(folder),
+                             "--tau", "0.2", "--melanoma", "0", "2"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [next(iter(r)) for r in rows] == ["tau", "melanoma", "melanoma"]
+    assert rows[0]["val"] == rows[1]["val"]  # tau as fitted, and no melanoma bias: the served rule both
+    assert rows[2]["test"]["melanoma_recall"] > rows[1]["test"]["melanoma_recall"]
+    assert rows[2]["test"]["melanoma_precision"] < rows[1]["test"]["melanoma_precision"]
