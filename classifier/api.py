@@ -201,7 +201,8 @@ class Classifier:
                                    f"{self.config.file('similar_cases').name}")
 
     def prepare(self, image) -> np.ndarray:
-        """The shared preprocessing: any accepted input -> (size, size, 3) uint8."""
+        """The shared preprocessing: any accepted input -> (size, size, 3) uint8 (with the model folder's colour
+        constancy, where it has one)."""
         return load_and_prepare(image, self.size, self.config.shades_of_gray_power)
 
     def logits(self, prepared: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -337,8 +338,8 @@ class Classifier:
         distance = None if np.isnan(flags["distance"][0]) else round(float(flags["distance"][0]), 4)
         conformal_set = None
         if conformal_threshold is not None:
-            decided = None if decision is None else [codes.index(decision)]
-            conformal_set = [codes[i] for i in prediction_sets(probs[None], conformal_threshold, decided)[0]]
+            held = None if decision is None else [codes.index(decision)]  # the set always holds the decision
+            conformal_set = [codes[i] for i in prediction_sets(probs[None], conformal_threshold, held)[0]]
         k = self.config.similar_cases.k if self.config.similar_cases else None  # the model's
         k = k if similar is None else similar_count(similar)
         cases = []
