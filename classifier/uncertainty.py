@@ -32,11 +32,11 @@ def prediction_sets(probs: np.ndarray, threshold: float, decisions=None) -> list
     top class (so a set is never empty). With ``decisions`` (a class per row, from a decision-only prior
     correction) each set also holds its row's decision, in its probability's place: the answer shown is never
     outside the set shown beside it. A larger set only covers more, so the coverage guarantee stands."""
-    sets = []
     rows = np.atleast_2d(probs)
-    for n, row in enumerate(rows):
+    decided_rows = [None] * len(rows) if decisions is None else [int(d) for d in np.asarray(decisions).reshape(-1)]
+    sets = []
+    for row, decided in zip(rows, decided_rows, strict=True):
         order = np.argsort(-row, kind="stable")
-        decided = None if decisions is None else int(np.asarray(decisions).reshape(-1)[n])
         inside = {int(i) for i in order if 1.0 - row[i] <= threshold + 1e-9} or {int(order[0])}  # float tolerance
         sets.append([int(i) for i in order if int(i) in inside or int(i) == decided])
     return sets

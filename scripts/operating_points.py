@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from classifier.data import DataError
 from classifier.errors import ArgumentError, exit_status
 from classifier.evaluation.metrics import classification_metrics
 from classifier.explain import decided_classes, served
@@ -34,6 +35,20 @@ def decision_figures(config, view_logits: np.ndarray, labels: np.ndarray, bias: 
             "melanoma_recall": mel["recall"], "melanoma_precision": mel["precision"]}
 
 
+def cache_split(path: Path, split: str, model: Path) -> dict:
+    """One split's view logits and labels from the feature cache, or a DataError that says how to make it."""
+    how = f"make one with python -m classifier.training.feature_cache --model {model} --splits val test"
+    try:
+        arrays = load_cache_split(path, split, model)
+    except (ValueError, OSError) as exc:
+        if not Path(path).is_file():
+            raise
+        raise DataError(f"{path}: not a feature cache ({exc.__class__.__name__}); {how}") from exc
+    if not {"logits", "label"} <= set(arrays):
+        raise DataError(f"{path}: holds no {split} split; {how}")
+    return arrays
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--features", type=Path, required=True, help="feature_cache output with the val and test splits")
@@ -46,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     if calibration.decision_bias is None or not calibration.prior_correction_tau:
         raise ArgumentError(f"{args.model}: no decision-only prior correction to vary")
     log_prior = -np.asarray(calibration.decision_bias) / calibration.prior_correction_tau
-    splits = {s: load_cache_split(args.features, s, args.model) for s in ("val", "test")}
+    if "mel" not in config.codes:
+        raise ArgumentError(f"{args.model}: no melanoma class (mel) to bias towards")
+    splits = {s: cache_split(args.features, s, args.model) for s in ("val", "test")}
     mel = config.codes.index("mel")
     rules = [("tau", tau, -tau * log_prior) for tau in args.tau]
     rules += [("melanoma", extra, np.asarray(calibration.decision_bias) + extra * np.eye(len(config.codes))[mel])

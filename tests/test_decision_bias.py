@@ -269,3 +269,15 @@ def test_operating_points_rescores_the_decisions_and_a_melanoma_bias_raises_its_
     assert rows[0]["val"] == rows[1]["val"]  # tau as fitted, and no melanoma bias: the served rule both
     assert rows[2]["test"]["melanoma_recall"] > rows[1]["test"]["melanoma_recall"]
     assert rows[2]["test"]["melanoma_precision"] < rows[1]["test"]["melanoma_precision"]
+
+
+def test_operating_points_names_a_cache_it_cannot_use(forced_dir, tmp_path, capsys):
+    from classifier.errors import exit_status
+    from scripts.operating_points import main as operating_points
+
+    folder = with_calibration(forced_dir, tmp_path / "m", decision_bias=[0.1] * 7, prior_correction_tau=0.2)
+    np.savez(tmp_path / "val_only.npz", val_logits=np.zeros((2, 8, 7)), val_label=np.zeros(2, int))
+    (tmp_path / "notes.npz").write_text("not an array file")
+    for cache, message in (("val_only.npz", "holds no test split"), ("notes.npz", "not a feature cache")):
+        assert exit_status(operating_points, ["--features", str(tmp_path / cache), "--model", str(folder)]) == 2
+        assert message in capsys.readouterr().err
